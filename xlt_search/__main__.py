@@ -1,0 +1,3 @@
+from xlt_search.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""User-facing errors: each one is a single line that names the problem and the fix (exit status 2)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input from the user: reported as one line, exit status 2, no traceback unless --debug."""
+
+
+class SpecError(UserError):
+    """A search spec that does not validate."""
+
+
+class UnknownTaskError(UserError):
+    """A task key that is not in the registry."""
+
+
+class TrialDiverged(RuntimeError):
+    """A trial whose loss became NaN or infinite; it fails alone and the search goes on."""
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix for the closest option, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,414 @@
+"""The Ray Tune edge: one trial = one call of `pipeline.run_trial`, cut early by ASHA, logged by the driver.
+
+Ray is imported here and nowhere else, lazily, so the pipeline and the CLI's other commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xlt_search import subsets
+from xlt_search.errors import UserError
+from xlt_search.spec import Domain, SearchSpec
+
+if TYPE_CHECKING:
+    from xlt_search.data import PreparedData
+    from xlt_search.tracking import SearchLogger
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search will run: the subsets (None for optuna, which picks as it goes) and the budget."""
+
+    spec: SearchSpec
+    subsets: tuple[tuple[str, ...], ...] | None
+
+    @property
+    def num_trials(self) -> int:
+        return len(self.subsets) if self.subsets is not None else self.spec.subsets.num_samples
+
+    @property
+    def per_size(self) -> dict[int, int]:
+        """Trials per subset size (empty for optuna: sizes are chosen during the search)."""
+        return dict(sorted(Counter(len(s) for s in self.subsets or ()).items()))
+
+    @property
+    def rungs(self) -> list[int]:
+        """The budget_steps at which ASHA compares trials."""
+        if self.spec.budget.scheduler != "asha":
+            return []
+        rungs, milestone = [], self.spec.grace_period_steps
+        while milestone < self.spec.max_budget_steps:
+            rungs.append(milestone)
+            milestone *= self.spec.budget.reduction_factor
+        return rungs
+
+
+def make_plan(spec: SearchSpec) -> SearchPlan:
+    """Choose the subsets the search will train, with the spec's sampler."""
+    sampler = spec.subsets.sampler
+    if sampler == "stratified":
+        chosen = subsets.stratified(spec.pool, spec.sizes, spec.subsets.per_size, spec.seed)
+    elif sampler == "random":
+        chosen = subsets.random_subsets(spec.pool, spec.sizes, spec.subsets.num_samples, spec.seed)
+    elif sampler == "grid":
+        chosen = subsets.grid(spec.pool, spec.sizes)
+    else:
+        return SearchPlan(spec, None)
+    return SearchPlan(spec, tuple(chosen))
+
+
+def describe_plan(plan: SearchPlan) -> str:
+    """The plan as the lines `xlt-search run --dry-run` prints."""
+    spec, budget = plan.spec, plan.spec.budget
+    lines = [
+        f"search      {spec.name}  (model {spec.model})",
+        f"pool        {len(spec.pool)} tasks: {', '.join(spec.pool)}",
+        "targets     "
+        + "; ".join(f"{t.task} [{', '.join(t.languages) or 'all languages'}]" for t in spec.targets),
+        f"subsets     {spec.subsets.sampler}: {plan.num_trials} trials, sizes "
+        + ", ".join(map(str, spec.sizes)),
+    ]
+    if plan.subsets is not None:
+        lines.append(
+            "per size    " + "  ".join(f"k={k}: {n}" for k, n in plan.per_size.items())
+        )
+    lines += [
+        f"budget      {budget.intermediate_steps} intermediate + {budget.target_steps} x "
+        f"{len(spec.targets)} target steps = {spec.max_budget_steps} budget_steps per trial "
+        f"(report every {budget.report_every_steps}, probe {budget.probe_steps} steps)",
+        f"scheduler   {budget.scheduler}"
+        + (
+            f": rungs at budget_steps {', '.join(map(str, plan.rungs))}, "
+            f"reduction factor {budget.reduction_factor}"
+            if plan.rungs
+            else ""
+        ),
+        f"worst case  {plan.num_trials * spec.max_budget_steps} budget_steps in all",
+        f"resources   {spec.resources.cpu:g} cpu, {spec.resources.gpu:g} gpu per trial; "
+        f"at most {spec.max_concurrent_trials or 'unlimited'} at once",
+        "hyperparams "
+        + (
+            "; ".join(f"{n}={_describe_domain(d)}" for n, d in spec.hyperparameters.items())
+            or "pipeline defaults"
+        ),
+        f"storage     {Path(spec.storage_path).resolve()}",
+        f"mlflow      experiment '{spec.experiment}' at {spec.tracking_uri or 'sqlite:///mlflow.db'}",
+    ]
+    return "\n".join(lines)
+
+
+def _describe_domain(domain: Domain) -> str:
+    if domain.kind == "constant":
+        return str(domain.values[0])
+    return f"{domain.kind}{list(domain.values)}"
+
+
+def run_search(spec: SearchSpec, spec_text: str) -> Path:
+    """Run the whole search: prepare data, train the trials under Tune, log to MLflow, draw the curve.
+
+    Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
+    """
+    from xlt_search import curves, tracking
+    from xlt_search.data import prepare_data
+    from xlt_search.pipeline import required_splits
+    from xlt_search.synthetic import resolve_model
+
+    tracking.check_tracking_uri(spec.tracking_uri)
+    plan = make_plan(spec)
+    ray = _start_ray()
+    _check_resources(spec, ray.cluster_resources())
+
+    model = resolve_model(spec.model)
+    print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")
+    started = time.perf_counter()
+    data = prepare_data(
+        required_splits(spec.pool, _target_configs(spec)),
+        tokenizer=model,
+        max_seq_length=spec.data.max_seq_length,
+        max_train_examples=spec.data.max_train_examples,
+        cache_dir=_cache_dir(spec),
+        seed=spec.seed,
+    )
+    print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")
+
+    run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    logger = tracking.SearchLogger(spec.tracking_uri)
+    logger.start(spec.experiment, run_name, spec_text, tags={"xlt.sampler": spec.subsets.sampler})
+    results_dir = Path(spec.storage_path).resolve() / run_name
+    try:
+        tuner = _build_tuner(spec, plan, model, data, logger, run_name)
+        grid = tuner.fit()
+        trials = tracking.load_trials(spec.experiment, spec.tracking_uri, logger.parent_run_id)
+        table = curves.scaling_curve(trials)
+        print(curves.format_table(table))
+        for path in curves.write_curve(table, results_dir, title=spec.name):
+            logger.log_artifact(path)
+        errored = sum(1 for result in grid if result.error is not None)
+        print(
+            f"{len(trials)} trials ({errored} errored); results in {results_dir}; "
+            f"MLflow experiment '{spec.experiment}', parent run {logger.parent_run_id}"
+        )
+        logger.finish("FINISHED")
+    except BaseException:
+        logger.finish("FAILED")
+        raise
+    return results_dir
+
+
+def _start_ray() -> Any:
+    import ray
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS (set by `ray job submit` and on cluster nodes) joins a cluster; else a local one.
+        ray.init(log_to_driver=False, configure_logging=False)
+    return ray
+
+
+def _check_resources(spec: SearchSpec, available: dict[str, float]) -> None:
+    cpus, gpus = available.get("CPU", 0.0), available.get("GPU", 0.0)
+    if spec.resources.gpu > 0 and gpus == 0:
+        raise UserError(
+            f"resources.gpu: {spec.resources.gpu:g} asks for a GPU but the Ray cluster has none; "
+            "set resources.gpu: 0 to train on CPUs, or run on a cluster with GPUs"
+        )
+    if spec.resources.gpu > gpus:
+        raise UserError(
+            f"resources.gpu: {spec.resources.gpu:g} per trial, but the cluster has {gpus:g} GPUs"
+        )
+    if spec.resources.cpu > cpus:
+        raise UserError(
+            f"resources.cpu: {spec.resources.cpu:g} per trial, but the cluster has {cpus:g} CPUs; "
+            "lower it"
+        )
+
+
+def _cache_dir(spec: SearchSpec) -> Path:
+    from xlt_search.synthetic import cache_root
+
+    return Path(spec.data.cache_dir) if spec.data.cache_dir else cache_root() / "prepared"
+
+
+def _target_configs(spec: SearchSpec) -> tuple[Any, ...]:
+    from xlt_search.pipeline import TargetConfig
+    from xlt_search.tasks import get_task
+
+    return tuple(
+        TargetConfig(t.task, t.languages or get_task(t.task).languages) for t in spec.targets
+    )
+
+
+def _build_tuner(
+    spec: SearchSpec,
+    plan: SearchPlan,
+    model: str,
+    data: PreparedData,
+    logger: SearchLogger,
+    run_name: str,
+) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    fixed = {
+        "model": model,
+        "targets": _target_configs(spec),
+        "intermediate_steps": spec.budget.intermediate_steps,
+        "target_steps": spec.budget.target_steps,
+        "report_every_steps": spec.budget.report_every_steps,
+        "probe_steps": spec.budget.probe_steps,
+        "seed": spec.seed,
+        "num_threads": max(1, int(spec.resources.cpu)),
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(_train, data=data, fixed=fixed, gpu_fraction=spec.resources.gpu),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    if spec.budget.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="budget_steps",
+            max_t=spec.max_budget_steps,
+            grace_period=spec.grace_period_steps,
+            reduction_factor=spec.budget.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    if plan.subsets is None:
+        param_space, search_alg, num_samples = {}, _optuna_searcher(spec), spec.subsets.num_samples
+    else:
+        keys = [subsets.subset_key(s) for s in plan.subsets]
+        random.Random(spec.seed).shuffle(keys)  # sizes interleave, so early rungs see every size
+        param_space = {
+            "tasks": tune.grid_search(keys),
+            "n_tasks": tune.sample_from(lambda s: len(subsets.parse_subset_key(s.config["tasks"]))),
+            **{
+                f"use.{task}": tune.sample_from(
+                    lambda s, task=task: task in subsets.parse_subset_key(s.config["tasks"])
+                )
+                for task in spec.pool
+            },
+            **{name: _tune_domain(d) for name, d in spec.hyperparameters.items()},
+        }
+        search_alg, num_samples = None, 1
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric="score",
+            mode="max",
+            scheduler=scheduler,
+            search_alg=search_alg,
+            num_samples=num_samples,
+            max_concurrent_trials=spec.max_concurrent_trials or None,
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=str(Path(spec.storage_path).resolve()),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[_mlflow_callback(logger, spec.pool)],
+            verbose=1,
+        ),
+    )
+
+
+def _tune_domain(domain: Domain) -> Any:
+    from ray import tune
+
+    if domain.kind == "constant":
+        return domain.values[0]
+    if domain.kind == "choice":
+        return tune.choice(list(domain.values))
+    return getattr(tune, domain.kind)(*domain.values)
+
+
+def _optuna_searcher(spec: SearchSpec) -> Any:
+    """TPE over one boolean per pool task (plus the hyperparameters); an empty pick is repaired."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    pool, sizes = spec.pool, spec.sizes
+
+    def define_by_run(trial: Any) -> dict[str, Any]:
+        flags = {f"use.{t}": trial.suggest_categorical(f"use.{t}", [True, False]) for t in pool}
+        for name, domain in spec.hyperparameters.items():
+            if domain.kind == "choice":
+                trial.suggest_categorical(name, list(domain.values))
+            elif domain.kind in ("uniform", "loguniform"):
+                trial.suggest_float(name, *domain.values, log=domain.kind == "loguniform")
+            elif domain.kind == "randint":
+                trial.suggest_int(name, domain.values[0], domain.values[1] - 1)
+        chosen = subsets.repair(flags, pool, sizes, random.Random(trial.number + spec.seed))
+        constants = {name: d.values[0] for name, d in spec.hyperparameters.items()
+                     if d.kind == "constant"}
+        return {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), **constants}
+
+    return OptunaSearch(space=define_by_run, metric="score", mode="max", seed=spec.seed)
+
+
+def _train(config: dict[str, Any], data: PreparedData, fixed: dict[str, Any], gpu_fraction: float) -> None:
+    """The function trainable: a trial's config -> run_trial, reporting (and checkpointing) to Tune."""
+    import torch
+    from ray import tune
+
+    from xlt_search.pipeline import TrialConfig, run_trial
+    from xlt_search.spec import HYPERPARAMETERS
+
+    device = "cpu"
+    if gpu_fraction > 0 and torch.cuda.is_available():
+        # Ray's GPU fractions are logical: the trial itself keeps to its share of the memory.
+        device = "cuda"
+        torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_fraction))
+    trial = TrialConfig(
+        tasks=subsets.parse_subset_key(config["tasks"]),
+        device=device,
+        **fixed,
+        **{name: config[name] for name in HYPERPARAMETERS if name in config},
+    )
+
+    def report(metrics: dict[str, float], save_state: Any) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            save_state(Path(folder))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(trial, data, report)
+    else:
+        with checkpoint.as_directory() as folder:
+            run_trial(trial, data, report, resume_from=Path(folder))
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _trial_params(config: dict[str, Any], pool: tuple[str, ...]) -> dict[str, Any]:
+    """The MLflow params of a trial: its subset, its size, one flag per pool task, its hyperparameters."""
+    from xlt_search.spec import HYPERPARAMETERS
+
+    chosen = subsets.parse_subset_key(config["tasks"])
+    return {
+        "tasks": config["tasks"],
+        "n_tasks": len(chosen),
+        **subsets.use_flags(chosen, pool),
+        **{name: config[name] for name in HYPERPARAMETERS if name in config},
+    }
+
+
+def _make_callback_class() -> type:
+    from ray.tune import Callback
+
+    class MLflowCallback(Callback):
+        """Forwards Tune's trial events to the MLflow logger, on the driver only."""
+
+        def __init__(self, logger: SearchLogger, pool: tuple[str, ...]) -> None:
+            self.logger, self.pool = logger, pool
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            if trial.trial_id in self.logger.run_ids:
+                return  # a retried trial keeps its run
+            params = _trial_params(trial.config, self.pool)
+            name = f"k{params['n_tasks']}-{params['tasks']}"
+            self.logger.trial_started(trial.trial_id, name[:250], params)
+
+        def on_trial_result(
+            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        ) -> None:
+            metrics = {
+                key: value
+                for key, value in result.items()
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                and _is_metric(key)
+            }
+            self.logger.trial_result(trial.trial_id, metrics, step=int(result["budget_steps"]))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            final = (trial.last_result or {}).get("final", 0.0) == 1.0
+            self.logger.trial_ended(trial.trial_id, "completed" if final else "early_stopped")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            text = trial.get_error() or "unknown error"
+            reason = next(
+                (line for line in reversed(str(text).splitlines()) if line.strip()), "unknown"
+            )
+            self.logger.trial_ended(trial.trial_id, "errored", error=reason[:500])
+
+    return MLflowCallback
+
+
+def _is_metric(key: str) -> bool:
+    """Ours, not Tune's bookkeeping (time_this_iter_s, training_iteration, ...)."""
+    return key in ("score", "loss", "budget_steps", "final", "phase") or key.split(".")[0] in (
+        "score",
+        "lang",
+        "family",
+    )
+
+
+def _mlflow_callback(logger: SearchLogger, pool: tuple[str, ...]) -> Any:
+    """A Tune callback (its class is made lazily: Ray is imported only when a search runs)."""
+    return _make_callback_class()(logger, pool)
+

@@ -1,0 +1,109 @@
+"""The real CLI on bad input: one line on stderr, exit status 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
+
+
+def xlt(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xlt_search", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_spec(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    change(raw)
+    raw["storage_path"] = str(tmp_path / "runs")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def set_key(raw: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        raw = raw.setdefault(key, {})
+    raw[last] = value
+
+
+def rename(raw: dict, old: str, new: str) -> None:
+    raw[new] = raw.pop(old)
+
+
+BAD_SPECS = {
+    "typo": (lambda raw: rename(raw, "targets", "target"), "unknown key 'target'"),
+    "unknown task": (lambda raw: raw["pool"].append("mnli_typo"), "unknown task 'mnli_typo'"),
+    "empty pool": (lambda raw: set_key(raw, "pool", []), "pool: the pool"),
+    "size too large": (
+        lambda raw: set_key(raw, "subsets.sizes", [1, 12]),
+        "size 12 is impossible",
+    ),
+    "bad value": (lambda raw: set_key(raw, "budget.reduction_factor", 1), "reduction_factor"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    change, expected = BAD_SPECS[case]
+    result = xlt("run", str(write_spec(tmp_path, change)), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xlt-search: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, BAD_SPECS["typo"][0])
+    result = xlt("--debug", "run", str(spec), "--dry-run", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
+    result = xlt("run", str(QUICKSTART), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for word in ("trials", "per size", "k=1:", "k=9:", "budget_steps", "rungs", "cpu"):
+        assert word in result.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_gpu_fraction_without_a_gpu_fails_before_anything_is_written(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, lambda raw: set_key(raw, "resources.gpu", 0.25))
+    db = tmp_path / "keep.db"
+    result = xlt("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    assert result.returncode == 2, result.stderr
+    assert "resources.gpu: 0.25 asks for a GPU" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, lambda raw: set_key(raw, "mlflow.tracking_uri", "http://127.0.0.1:9"))
+    result = xlt("run", str(spec), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tasks_lists_the_registry(tmp_path: Path) -> None:
+    from xlt_search.tasks import REGISTRY
+
+    result = xlt("tasks", cwd=tmp_path)
+    assert result.returncode == 0
+    for key in REGISTRY:
+        assert key in result.stdout

@@ -93,7 +93,9 @@ def test_gpu_fraction_without_a_gpu_fails_before_anything_is_written(tmp_path: P
 
 
 def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, lambda raw: set_key(raw, "mlflow.tracking_uri", "http://127.0.0.1:9"))
+    spec = write_spec(
+        tmp_path, lambda raw: set_key(raw, "mlflow.tracking_uri", "http://127.0.0.1:9")
+    )
     result = xlt("run", str(spec), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr

@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
     curves = commands.add_parser("curves", help="the scaling curve of a search, from MLflow")
     curves.add_argument("experiment", help="the MLflow experiment (a spec's name by default)")
-    curves.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    curves.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
+    )
     curves.add_argument("--run-id", help="the search's parent run (default: the newest)")
     curves.add_argument("--out", type=Path, default=Path("curves"), help="where to write CSV + PNG")
     curves.set_defaults(command=_curves)
@@ -78,8 +80,10 @@ def _curves(args: argparse.Namespace) -> int:
     trials = tracking.load_trials(args.experiment, uri, args.run_id)
     table = curves.scaling_curve(trials)
     print(curves.format_table(table))
-    csv_path, png_path = curves.write_curve(table, args.out, title=args.experiment)
-    print(f"wrote {csv_path} and {png_path}")
+    paths = curves.write_curve(table, args.out, title=args.experiment)
+    parent = trials.attrs["parent_run_id"]
+    tracking.log_search_artifacts(uri, parent, paths)
+    print(f"wrote {paths[0]} and {paths[1]}, and logged them on the search's run {parent}")
     return 0
 
 
@@ -92,5 +96,7 @@ def _tasks(args: argparse.Namespace) -> int:
         rows.append((task.key, task.kind, task.source.path, languages, task.metric))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0

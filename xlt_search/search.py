@@ -71,14 +71,14 @@ def describe_plan(plan: SearchPlan) -> str:
         f"search      {spec.name}  (model {spec.model})",
         f"pool        {len(spec.pool)} tasks: {', '.join(spec.pool)}",
         "targets     "
-        + "; ".join(f"{t.task} [{', '.join(t.languages) or 'all languages'}]" for t in spec.targets),
+        + "; ".join(
+            f"{t.task} [{', '.join(t.languages) or 'all languages'}]" for t in spec.targets
+        ),
         f"subsets     {spec.subsets.sampler}: {plan.num_trials} trials, sizes "
         + ", ".join(map(str, spec.sizes)),
     ]
     if plan.subsets is not None:
-        lines.append(
-            "per size    " + "  ".join(f"k={k}: {n}" for k, n in plan.per_size.items())
-        )
+        lines.append("per size    " + "  ".join(f"k={k}: {n}" for k, n in plan.per_size.items()))
     lines += [
         f"budget      {budget.intermediate_steps} intermediate + {budget.target_steps} x "
         f"{len(spec.targets)} target steps = {spec.max_budget_steps} budget_steps per trial "
@@ -146,7 +146,7 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
         tuner = _build_tuner(spec, plan, model, data, logger, run_name)
         grid = tuner.fit()
         trials = tracking.load_trials(spec.experiment, spec.tracking_uri, logger.parent_run_id)
-        table = curves.scaling_curve(trials)
+        table = curves.scaling_curve(trials, sizes=spec.sizes)
         print(curves.format_table(table))
         for path in curves.write_curve(table, results_dir, title=spec.name):
             logger.log_artifact(path)
@@ -303,14 +303,17 @@ def _optuna_searcher(spec: SearchSpec) -> Any:
             elif domain.kind == "randint":
                 trial.suggest_int(name, domain.values[0], domain.values[1] - 1)
         chosen = subsets.repair(flags, pool, sizes, random.Random(trial.number + spec.seed))
-        constants = {name: d.values[0] for name, d in spec.hyperparameters.items()
-                     if d.kind == "constant"}
+        constants = {
+            name: d.values[0] for name, d in spec.hyperparameters.items() if d.kind == "constant"
+        }
         return {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), **constants}
 
     return OptunaSearch(space=define_by_run, metric="score", mode="max", seed=spec.seed)
 
 
-def _train(config: dict[str, Any], data: PreparedData, fixed: dict[str, Any], gpu_fraction: float) -> None:
+def _train(
+    config: dict[str, Any], data: PreparedData, fixed: dict[str, Any], gpu_fraction: float
+) -> None:
     """The function trainable: a trial's config -> run_trial, reporting (and checkpointing) to Tune."""
     import torch
     from ray import tune
@@ -368,8 +371,7 @@ def _make_callback_class() -> type:
             self.logger, self.pool = logger, pool
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if trial.trial_id in self.logger.run_ids:
-                return  # a retried trial keeps its run
+            # A retried or resumed trial reopens its run rather than starting another.
             params = _trial_params(trial.config, self.pool)
             name = f"k{params['n_tasks']}-{params['tasks']}"
             self.logger.trial_started(trial.trial_id, name[:250], params)
@@ -380,7 +382,8 @@ def _make_callback_class() -> type:
             metrics = {
                 key: value
                 for key, value in result.items()
-                if isinstance(value, int | float) and not isinstance(value, bool)
+                if isinstance(value, int | float)
+                and not isinstance(value, bool)
                 and _is_metric(key)
             }
             self.logger.trial_result(trial.trial_id, metrics, step=int(result["budget_steps"]))
@@ -411,4 +414,3 @@ def _is_metric(key: str) -> bool:
 def _mlflow_callback(logger: SearchLogger, pool: tuple[str, ...]) -> Any:
     """A Tune callback (its class is made lazily: Ray is imported only when a search runs)."""
     return _make_callback_class()(logger, pool)
-

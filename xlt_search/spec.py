@@ -163,7 +163,9 @@ def load_spec(path: str | Path) -> SearchSpec:
 def parse_spec(raw: Any) -> SearchSpec:
     """Validate a spec given as plain data (what YAML parses to)."""
     if not isinstance(raw, dict):
-        raise SpecError("the spec must be a mapping of keys (name, model, pool, targets, budget, ...)")
+        raise SpecError(
+            "the spec must be a mapping of keys (name, model, pool, targets, budget, ...)"
+        )
     raw = dict(raw)
     raw["hyperparameters"] = _parse_hyperparameters(raw.get("hyperparameters") or {})
     raw["targets"] = [{"task": t} if isinstance(t, str) else t for t in raw.get("targets") or []]
@@ -210,7 +212,7 @@ def _parse_domain(name: str, value: Any, kind: type) -> Domain:
         return Domain("constant", (_coerce(value, kind, key),))
     if len(value) != 1:
         raise SpecError(f"{key}: a domain has one key, one of {', '.join(DOMAIN_KINDS)}")
-    (domain_kind, args), = value.items()
+    ((domain_kind, args),) = value.items()
     if domain_kind not in DOMAIN_KINDS:
         raise SpecError(
             f"{key}: unknown domain '{domain_kind}'{did_you_mean(domain_kind, DOMAIN_KINDS)}; "
@@ -319,7 +321,9 @@ def _check(spec: SearchSpec) -> None:
                     f"its languages are {', '.join(task.languages)}"
                 )
         if len([c for c in (target.languages or task.languages) if c != "en"]) == 0:
-            fail(f"targets: {target.task} needs at least one non-English language to score transfer")
+            fail(
+                f"targets: {target.task} needs at least one non-English language to score transfer"
+            )
     for size in spec.subsets.sizes:
         if not 1 <= size <= len(spec.pool):
             fail(

@@ -1,0 +1,231 @@
+"""The synthetic suite: deterministic, cached, loadable like hub data and hub models, answers as planted."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import datasets
+import pytest
+
+from xlt_search.errors import UserError
+from xlt_search.synthetic import (
+    DEFAULT_POOL,
+    RELATEDNESS,
+    SUITE_VERSION,
+    SYNTHETIC_MODEL,
+    ensure_suite,
+    generate_suite,
+    resolve_model,
+)
+from xlt_search.synthetic.world import SHARED_SHARE, World, build_world
+from xlt_search.tasks import LANGUAGES, REGISTRY
+from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS, Task
+
+MAX_TOKENS = 32  # with specials: keeps a trial cheap on a CPU
+TARGETS = ("syn_nli", "syn_copa")
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_suite(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return build_world()
+
+
+def _load(suite: Path, task: Task, split: str, language: str) -> datasets.Dataset:
+    assert task.source.data_files is not None
+    pattern = task.source.data_files[split]
+    path = pattern.format(synthetic_root=suite, lang=language)
+    return datasets.load_dataset(task.source.path, data_files={split: path}, split=split)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_generation_is_deterministic(suite: Path, tmp_path: Path) -> None:
+    generate_suite(tmp_path / "again")
+    assert _digest(tmp_path / "again") == _digest(suite)
+
+
+def test_ensure_suite_is_cached_and_versioned(suite: Path) -> None:
+    assert suite.name == f"synthetic-v{SUITE_VERSION}"
+    marker = suite / "data" / "syn_nli" / "train.en.jsonl"
+    before = marker.stat().st_mtime_ns
+    assert ensure_suite(suite.parent) == suite
+    assert marker.stat().st_mtime_ns == before
+    assert [p.name for p in suite.parent.iterdir()] == [suite.name]  # no staging folder left
+
+
+def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XLT_SEARCH_CACHE", str(tmp_path))
+    assert resolve_model(SYNTHETIC_MODEL) == str(
+        tmp_path / f"synthetic-v{SUITE_VERSION}" / "encoder"
+    )
+    assert resolve_model("FacebookAI/xlm-roberta-large") == "FacebookAI/xlm-roberta-large"
+    assert resolve_model("/some/local/dir") == "/some/local/dir"
+    with pytest.raises(UserError, match="did you mean 'synthetic:tiny-xlmr'"):
+        resolve_model("synthetic:tiny-xlm")
+
+
+def test_every_split_loads_with_the_declared_columns(suite: Path) -> None:
+    for task in REGISTRY.values():
+        assert task.source.data_files is not None
+        for split in task.source.data_files:
+            languages = task.languages if split != "train" else ("en",)
+            for language in languages:
+                data = _load(suite, task, split, language)
+                assert len(data) >= 300
+                for canonical in KIND_FIELDS[task.kind]:
+                    column = task.column(canonical)
+                    if column is None:
+                        assert canonical in OPTIONAL_FIELDS, (task.key, canonical)
+                    else:
+                        assert column in data.column_names, (task.key, column)
+
+
+def test_target_shapes(suite: Path) -> None:
+    for key in TARGETS:
+        task = REGISTRY[key]
+        assert task.languages[0] == "en" and set(task.languages) == set(LANGUAGES)
+        assert len(_load(suite, task, "train", "en")) >= 3000
+    nli = _load(suite, REGISTRY["syn_nli"], "validation", "xc1")
+    assert set(nli["label"]) == {0, 1, 2}
+    copa = _load(suite, REGISTRY["syn_copa"], "test", "xf2")
+    assert {len(choices) for choices in copa["choices"]} == {2} and set(copa["label"]) == {0, 1}
+
+
+def test_eval_sets_are_parallel_across_languages(suite: Path) -> None:
+    task = REGISTRY["syn_nli"]
+    english = _load(suite, task, "validation", "en")
+    for code in ("xc1", "xf1"):
+        other = _load(suite, task, "validation", code)
+        assert other["label"] == english["label"]
+        assert other["premise"] != english["premise"]
+        lengths = [len(p.split()) for p in other["premise"]]
+        assert lengths == [len(p.split()) for p in english["premise"]]
+
+
+def test_span_answers_point_into_the_context(suite: Path) -> None:
+    for key in ("syn_antonym_span", "syn_category_span"):
+        data = _load(suite, REGISTRY[key], "train", "en")
+        for row in data:
+            for text, start in zip(
+                row["answers"]["text"], row["answers"]["answer_start"], strict=True
+            ):
+                assert row["context"][start : start + len(text)] == text
+    unanswerable = _load(suite, REGISTRY["syn_antonym_span"], "train", "en")
+    assert any(not row["answers"]["text"] for row in unanswerable)
+
+
+def test_tags_align_with_tokens(suite: Path) -> None:
+    for key in ("syn_antonym_tags", "syn_category_tags"):
+        task = REGISTRY[key]
+        for row in _load(suite, task, "train", "en"):
+            assert len(row["tokens"]) == len(row["tags"])
+            assert all(0 <= tag < task.num_labels for tag in row["tags"])
+
+
+def test_nli_labels_follow_the_planted_rule(suite: Path, world: World) -> None:
+    concept = {word: c for c, word in enumerate(world.lexicons["en"])}
+    for row in _load(suite, REGISTRY["syn_nli"], "train", "en"):
+        premise = {concept[w] for w in row["premise"].split()}
+        hypothesis = [concept[w] for w in row["hypothesis"].split()]
+        if any(World.antonym(c) in premise for c in hypothesis):
+            expected = 2
+        elif all(c in premise for c in hypothesis):
+            expected = 0
+        else:
+            expected = 1
+        assert row["label"] == expected
+
+
+def test_copa_answer_is_the_only_antonym(suite: Path, world: World) -> None:
+    concept = {word: c for c, word in enumerate(world.lexicons["en"])}
+    for row in _load(suite, REGISTRY["syn_copa"], "train", "en"):
+        premise = {concept[w] for w in row["premise"].split()}
+        opposed = [World.antonym(concept[c]) in premise for c in row["choices"]]
+        assert opposed.index(True) == row["label"] and sum(opposed) == 1
+
+
+def test_model_and_tokenizer_load_like_a_hub_model(suite: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = suite / "encoder"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder)
+    assert model.config.model_type == "xlm-roberta"
+    assert model.config.vocab_size == len(tokenizer)
+
+    encoded = tokenizer("a b", "c", return_offsets_mapping=True)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    assert tokens == ["<s>", "<unk>", "<unk>", "</s>", "</s>", "<unk>", "</s>"]
+    assert encoded["offset_mapping"][1:3] == [(0, 1), (2, 3)]
+    words = tokenizer(["x", "y"], is_split_into_words=True)
+    assert words.word_ids() == [None, 0, 1, None]
+
+    with torch.no_grad():
+        batch = tokenizer(["a b c"], return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+    assert hidden.shape == (1, 5, model.config.hidden_size)
+
+
+def test_every_word_is_a_token_and_inputs_are_short(suite: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(suite / "encoder")
+    for task in REGISTRY.values():
+        data = _load(suite, task, "validation", task.languages[-1])
+        first = {c: task.column(c) for c in KIND_FIELDS[task.kind]}
+        for row in data:
+            if task.kind == "classification":
+                pair = [row[first["text_a"]]] + ([row[first["text_b"]]] if first["text_b"] else [])
+                ids = tokenizer(*pair)["input_ids"]
+            elif task.kind == "multiple_choice":
+                longest = max(row[first["choices"]], key=len)
+                ids = tokenizer(row[first["context"]], longest)["input_ids"]
+            elif task.kind == "tagging":
+                ids = tokenizer(row[first["tokens"]], is_split_into_words=True)["input_ids"]
+            else:
+                ids = tokenizer(row[first["question"]], row[first["context"]])["input_ids"]
+            assert tokenizer.unk_token_id not in ids, (task.key, row)
+            assert len(ids) <= MAX_TOKENS, (task.key, len(ids))
+
+
+def test_planted_relatedness_covers_the_pool() -> None:
+    assert len(DEFAULT_POOL) == 9 and set(DEFAULT_POOL) <= set(REGISTRY)
+    assert {REGISTRY[key].kind for key in DEFAULT_POOL} == set(KIND_FIELDS)
+    assert set(RELATEDNESS) == set(TARGETS)
+    for target, planted in RELATEDNESS.items():
+        assert set(planted) == set(DEFAULT_POOL), target
+        labels = list(planted.values())
+        assert labels.count("helpful") >= 2
+        assert labels.count("neutral") >= 2
+        assert labels.count("conflicting") >= 1
+    for key in DEFAULT_POOL:
+        task = REGISTRY[key]
+        assert task.languages == ("en",) and set(task.source.data_files or {}) == {
+            "train",
+            "validation",
+        }
+
+
+def test_language_families(world: World) -> None:
+    assert LANGUAGES["en"].family == "english"
+    families = {code: lang.family for code, lang in LANGUAGES.items() if code != "en"}
+    assert sorted(set(families.values())) == ["synthetic-close", "synthetic-far"]
+    assert sum(f == "synthetic-close" for f in families.values()) >= 2
+    assert sum(f == "synthetic-far" for f in families.values()) >= 2
+    for code, family in families.items():
+        assert world.shared_share(code) == pytest.approx(SHARED_SHARE[family], abs=0.02)
+        assert len(set(world.lexicons[code])) == world.num_concepts
+    assert SHARED_SHARE["synthetic-close"] > SHARED_SHARE["synthetic-far"]

@@ -1,0 +1,549 @@
+"""Task data: loading through `datasets`, tokenization per task kind, the prepared cache, batching.
+
+The driver calls `prepare_data` once per search: every split the search needs is loaded, tokenized
+and saved as Arrow under a fingerprint of everything that shapes it, so trials only memory-map files
+and a second search with the same tokenizer and lengths reuses them. Trials draw batches with
+`BatchStream` (training) and `eval_batches` (evaluation), each padded to its longest sequence.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import string
+import tempfile
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS, Language, Task
+
+# Bump when the tokenization below changes, so caches made by older code are not reused.
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """One split a search needs: a task's `split` (train, validation, test) in one language."""
+
+    task: str
+    split: str
+    language: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.split}/{self.language}"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Where the tokenized splits of a search live, and the declarations they were made from.
+
+    Small and picklable: it travels to every trial, which opens splits with `load`.
+    """
+
+    root: str
+    splits: Mapping[str, str]  # SplitRequest.key -> directory written by `save_to_disk`
+    tasks: Mapping[str, Task]
+    families: Mapping[str, str]  # language code -> family
+    tokenizer: str
+    pad_token_id: int
+    max_seq_length: int
+
+    def path(self, task: str, split: str, language: str) -> Path:
+        """The directory of one prepared split."""
+        key = SplitRequest(task, split, language).key
+        if key not in self.splits:
+            raise KeyError(
+                f"split {key} was not prepared for this search; prepared: {', '.join(self.splits)}"
+            )
+        return Path(self.splits[key])
+
+    def load(self, task: str, split: str, language: str) -> datasets.Dataset:
+        """One prepared split, memory-mapped and torch-formatted."""
+        return datasets.load_from_disk(str(self.path(task, split, language))).with_format("torch")
+
+    def task(self, key: str) -> Task:
+        """The declaration of task `key`, as the data was prepared with it."""
+        try:
+            return self.tasks[key]
+        except KeyError:
+            raise KeyError(f"task {key} was not prepared for this search") from None
+
+
+def load_task_split(task: Task | str, split: str, language: str) -> datasets.Dataset:
+    """One split of a task in one language, with the canonical columns of its kind (untokenized).
+
+    Goes through `datasets.load_dataset(source.path, source.name, data_files=..., split=...,
+    revision=...)`, with ``{lang}`` and ``{synthetic_root}`` filled in.
+    """
+    task = _as_task(task)
+    source = task.source
+    if split not in source.splits:
+        raise ValueError(
+            f"task {task.key} has no '{split}' split; it has {', '.join(source.splits)}"
+        )
+    source_split = _fill(source.splits[split], language)
+    kwargs: dict[str, Any] = {"split": source_split}
+    if source.data_files is not None:
+        if split not in source.data_files:
+            raise ValueError(f"task {task.key} declares no data file for its '{split}' split")
+        kwargs["data_files"] = {source_split: _fill(source.data_files[split], language)}
+    if source.revision is not None:
+        kwargs["revision"] = source.revision
+    name = _fill(source.name, language) if source.name is not None else None
+    raw = datasets.load_dataset(source.path, name, **kwargs)
+    return _canonical_columns(task, raw)
+
+
+def prepare_data(
+    requests: Sequence[SplitRequest],
+    tokenizer: str,
+    max_seq_length: int,
+    max_train_examples: int | None,
+    cache_dir: Path,
+    seed: int,
+    *,
+    registry: Mapping[str, Task] | None = None,
+    languages: Mapping[str, Language] | None = None,
+) -> PreparedData:
+    """Tokenize every requested split into `cache_dir` (once; later calls reuse the files).
+
+    Each split is saved under a fingerprint of the tokenizer, `max_seq_length`, the train cap and
+    seed, the task's declaration and its source (file contents, or hub id and revision). Training
+    splits larger than `max_train_examples` are subsampled, deterministically from `seed`.
+    `registry` and `languages` default to the task registry's.
+    """
+    from transformers import AutoTokenizer
+
+    registry, languages = _registries(registry, languages)
+    if max_seq_length < 8:
+        raise ValueError(f"max_seq_length must be at least 8, got {max_seq_length}")
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+    if not tok.is_fast or tok.pad_token_id is None:
+        raise ValueError(
+            f"tokenizer {tokenizer} must be a fast tokenizer with a padding token "
+            "(offsets and word ids are needed for span and tagging tasks)"
+        )
+    tokenizer_id = _digest(type(tok).__name__, tok.backend_tokenizer.to_str())
+    cache_dir = Path(cache_dir).resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    splits: dict[str, str] = {}
+    for request in dict.fromkeys(requests):  # unique, in order
+        task = _lookup(registry, request.task)
+        cap = max_train_examples if request.split == "train" else None
+        fingerprint = _digest(
+            FORMAT_VERSION,
+            tokenizer_id,
+            max_seq_length,
+            cap,
+            seed if cap is not None else None,
+            task.kind,
+            repr(task.source),
+            sorted(task.columns.items()),
+            request.split,
+            request.language,
+            _source_id(task, request.split, request.language),
+        )
+        target = cache_dir / f"{request.task}.{request.split}.{request.language}-{fingerprint[:16]}"
+        if not (target / "dataset_info.json").exists():
+            dataset = load_task_split(task, request.split, request.language)
+            if cap is not None and len(dataset) > cap:
+                rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
+                dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
+            tokenized = tokenize(task, dataset, tok, max_seq_length)
+            _save_atomically(tokenized, target)
+        splits[request.key] = str(target)
+
+    codes = sorted({r.language for r in requests})
+    return PreparedData(
+        root=str(cache_dir),
+        splits=splits,
+        tasks={r.task: _lookup(registry, r.task) for r in requests},
+        families={code: _lookup_language(languages, code).family for code in codes},
+        tokenizer=tokenizer,
+        pad_token_id=int(tok.pad_token_id),
+        max_seq_length=max_seq_length,
+    )
+
+
+def tokenize(
+    task: Task, dataset: datasets.Dataset, tokenizer: Any, max_seq_length: int
+) -> datasets.Dataset:
+    """Tokenize a split with canonical columns into the model's inputs and labels for its kind.
+
+    classification: ``input_ids``, ``labels``; multiple_choice: ``input_ids`` [choices][tokens],
+    ``labels``; tagging: ``input_ids``, ``labels`` per token (first sub-token of a word; -100
+    elsewhere); span: ``input_ids``, ``start_positions``, ``end_positions`` (0 when there is no
+    answer or it was truncated away) and, for evaluation, each token's character offsets in the
+    context (-1 outside it), the ``context`` and the gold ``answers``.
+    """
+    functions = {
+        "classification": _tokenize_classification,
+        "multiple_choice": _tokenize_multiple_choice,
+        "tagging": _tokenize_tagging,
+        "span": _tokenize_span,
+    }
+    if task.kind in ("classification", "multiple_choice"):
+        dataset = dataset.filter(lambda label: label >= 0, input_columns="label")
+    return dataset.map(
+        functions[task.kind],
+        batched=True,
+        remove_columns=dataset.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_seq_length},
+        load_from_cache_file=False,
+        keep_in_memory=True,
+        desc=f"tokenizing {task.key}",
+    )
+
+
+def _tokenize_classification(batch: dict, tokenizer: Any, max_length: int) -> dict:
+    pair = (batch["text_b"],) if "text_b" in batch else ()
+    encoded = tokenizer(batch["text_a"], *pair, truncation=True, max_length=max_length)
+    return {"input_ids": encoded["input_ids"], "labels": batch["label"]}
+
+
+def _tokenize_multiple_choice(batch: dict, tokenizer: Any, max_length: int) -> dict:
+    contexts, choices, counts = [], [], []
+    for context, options in zip(batch["context"], batch["choices"], strict=True):
+        contexts += [context] * len(options)
+        choices += list(options)
+        counts.append(len(options))
+    encoded = tokenizer(contexts, choices, truncation=True, max_length=max_length)["input_ids"]
+    grouped, start = [], 0
+    for count in counts:
+        grouped.append(encoded[start : start + count])
+        start += count
+    return {"input_ids": grouped, "labels": batch["label"]}
+
+
+def _tokenize_tagging(batch: dict, tokenizer: Any, max_length: int) -> dict:
+    encoded = tokenizer(
+        batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length
+    )
+    labels = []
+    for i, tags in enumerate(batch["tags"]):
+        previous, row = None, []
+        for word in encoded.word_ids(i):
+            row.append(tags[word] if word is not None and word != previous else -100)
+            previous = word
+        labels.append(row)
+    return {"input_ids": encoded["input_ids"], "labels": labels}
+
+
+def _tokenize_span(batch: dict, tokenizer: Any, max_length: int) -> dict:
+    encoded = tokenizer(
+        batch["question"],
+        batch["context"],
+        truncation="only_second",
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    out: dict[str, list] = {
+        "input_ids": encoded["input_ids"],
+        "start_positions": [],
+        "end_positions": [],
+        "offset_start": [],
+        "offset_end": [],
+        "context": batch["context"],
+        "answers": [list(a["text"]) for a in batch["answers"]],
+    }
+    for i, answers in enumerate(batch["answers"]):
+        in_context = [s == 1 for s in encoded.sequence_ids(i)]
+        offsets = encoded["offset_mapping"][i]
+        starts = [o[0] if c else -1 for o, c in zip(offsets, in_context, strict=True)]
+        ends = [o[1] if c else -1 for o, c in zip(offsets, in_context, strict=True)]
+        start_token = end_token = 0
+        if answers["text"]:
+            first = answers["answer_start"][0]
+            last = first + len(answers["text"][0])
+            covering_start = [t for t, s in enumerate(starts) if s != -1 and s <= first < ends[t]]
+            covering_end = [t for t, e in enumerate(ends) if e != -1 and starts[t] < last <= e]
+            if covering_start and covering_end:
+                start_token, end_token = covering_start[0], covering_end[-1]
+        out["start_positions"].append(start_token)
+        out["end_positions"].append(end_token)
+        out["offset_start"].append(starts)
+        out["offset_end"].append(ends)
+    return out
+
+
+# The columns a training step reads, per kind (span splits also carry evaluation-only columns).
+TRAIN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "classification": ("input_ids", "labels"),
+    "multiple_choice": ("input_ids", "labels"),
+    "tagging": ("input_ids", "labels"),
+    "span": ("input_ids", "start_positions", "end_positions"),
+}
+
+
+def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> dict[str, Any]:
+    """Pad a batch of tokenized rows (column -> one entry per example) to its longest sequence.
+
+    Gives ``input_ids`` and ``attention_mask`` ([batch, tokens]; [batch, choices, tokens] for
+    multiple choice, with ``choice_mask`` when examples have different numbers of choices) and the
+    labels of the kind, as tensors; span batches keep their evaluation columns, when present, as lists.
+    """
+    if kind == "multiple_choice":
+        per_example = [len(choices) for choices in rows["input_ids"]]
+        num_choices = max(per_example)
+        # A missing choice is one padding token attending to itself; its score is masked out.
+        filler = [np.array([pad_token_id])]
+        sequences = [
+            seq
+            for choices in rows["input_ids"]
+            for seq in [*choices, *filler * (num_choices - len(choices))]
+        ]
+        ids, mask = _pad(sequences, pad_token_id)
+        batch = {
+            "input_ids": ids.view(len(per_example), num_choices, -1),
+            "attention_mask": mask.view(len(per_example), num_choices, -1),
+            "labels": torch.as_tensor(np.asarray(rows["labels"], dtype=np.int64)),
+        }
+        if min(per_example) < num_choices:
+            counts = torch.tensor(per_example)
+            batch["choice_mask"] = torch.arange(num_choices)[None, :] < counts[:, None]
+        return batch
+
+    ids, mask = _pad(rows["input_ids"], pad_token_id)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if kind == "classification":
+        batch["labels"] = torch.as_tensor(np.asarray(rows["labels"], dtype=np.int64))
+    elif kind == "tagging":
+        batch["labels"] = _pad(rows["labels"], -100)[0]
+    elif kind == "span":
+        batch["start_positions"] = torch.as_tensor(np.asarray(rows["start_positions"], np.int64))
+        batch["end_positions"] = torch.as_tensor(np.asarray(rows["end_positions"], np.int64))
+        if "offset_start" in rows:
+            batch["offset_start"] = _pad(rows["offset_start"], -1)[0].tolist()
+            batch["offset_end"] = _pad(rows["offset_end"], -1)[0].tolist()
+            batch["context"] = list(rows["context"])
+            batch["answers"] = [list(a) for a in rows["answers"]]
+    else:
+        raise ValueError(f"unknown task kind '{kind}'")
+    return batch
+
+
+def _pad(sequences: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences as one [n, longest] int64 tensor padded with `value`, and its attention mask."""
+    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+    out = np.full((len(sequences), int(lengths.max())), value, dtype=np.int64)
+    for row, seq in zip(out, sequences, strict=True):
+        row[: len(seq)] = seq
+    mask = np.arange(out.shape[1])[None, :] < lengths[:, None]
+    return torch.from_numpy(out), torch.from_numpy(mask.astype(np.int64))
+
+
+class _ArrowRows:
+    """Rows of a memory-mapped split read straight from its Arrow buffers (no Python objects per
+    token): integer columns and (nested) lists of integers, as numpy arrays and slices of them."""
+
+    def __init__(self, dataset: datasets.Dataset, columns: Sequence[str]) -> None:
+        table = dataset.with_format(None).data
+        if dataset._indices is not None:  # a selection over the table: materialize it once
+            table = dataset.flatten_indices().data
+        self.columns = {name: self._unpack(table.column(name).combine_chunks()) for name in columns}
+
+    @staticmethod
+    def _unpack(array: Any) -> tuple[np.ndarray, ...]:
+        """(values,) for a scalar column; (offsets, ..., values) for a list column, outermost first."""
+        parts = []
+        while hasattr(array, "offsets"):
+            # offsets of a sliced array start past 0: keep them absolute into `values`
+            parts.append(array.offsets.to_numpy())
+            array = array.values
+        return (*parts, array.to_numpy(zero_copy_only=False))
+
+    def take(self, indices: Sequence[int]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for name, parts in self.columns.items():
+            if len(parts) == 1:
+                out[name] = parts[0][np.asarray(indices)]
+            elif len(parts) == 2:
+                offsets, values = parts
+                out[name] = [values[offsets[i] : offsets[i + 1]] for i in indices]
+            else:
+                outer, inner, values = parts
+                out[name] = [
+                    [values[inner[j] : inner[j + 1]] for j in range(outer[i], outer[i + 1])]
+                    for i in indices
+                ]
+        return out
+
+
+class BatchStream:
+    """Endless training batches from one split: shuffled epoch after epoch, padded per batch.
+
+    Epoch e's order is a permutation drawn from (seed, e), so the stream's whole state is two
+    integers; a batch never straddles two epochs (the tail of an epoch is dropped).
+    """
+
+    def __init__(
+        self, dataset: datasets.Dataset, kind: str, pad_token_id: int, batch_size: int, seed: int
+    ) -> None:
+        if len(dataset) == 0:
+            raise ValueError("cannot draw batches from an empty split")
+        self.rows = _ArrowRows(dataset, TRAIN_COLUMNS[kind])
+        self.size = len(dataset)
+        self.kind, self.pad_token_id, self.seed = kind, pad_token_id, seed
+        self.batch_size = min(batch_size, len(dataset))
+        self.epoch, self.position = 0, 0
+        self._order = self._permutation(0)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+
+    def next(self) -> dict[str, Any]:
+        """The next padded batch."""
+        if self.position + self.batch_size > self.size:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._permutation(self.epoch)
+        indices = self._order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return collate(self.kind, self.rows.take(indices.tolist()), self.pad_token_id)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._permutation(self.epoch)
+
+
+def eval_batches(
+    dataset: datasets.Dataset, kind: str, pad_token_id: int, batch_size: int
+) -> list[dict[str, Any]]:
+    """A whole evaluation split as padded batches, grouped by length so little is padding."""
+    rows = dataset.with_format(None)
+    if kind == "multiple_choice":
+        lengths = [max(len(seq) for seq in choices) for choices in rows["input_ids"]]
+    else:
+        lengths = [len(seq) for seq in rows["input_ids"]]
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [
+        collate(kind, rows[order[i : i + batch_size].tolist()], pad_token_id)
+        for i in range(0, len(order), batch_size)
+    ]
+
+
+def _as_task(task: Task | str) -> Task:
+    if isinstance(task, Task):
+        return task
+    from xlt_search.tasks import get_task
+
+    return get_task(task)
+
+
+def _registries(
+    registry: Mapping[str, Task] | None, languages: Mapping[str, Language] | None
+) -> tuple[Mapping[str, Task], Mapping[str, Language]]:
+    if registry is None or languages is None:
+        from xlt_search import tasks
+
+        registry = tasks.REGISTRY if registry is None else registry
+        languages = tasks.LANGUAGES if languages is None else languages
+    return registry, languages
+
+
+def _lookup(registry: Mapping[str, Task], key: str) -> Task:
+    if key not in registry:
+        from xlt_search.errors import UnknownTaskError, did_you_mean
+
+        raise UnknownTaskError(f"unknown task '{key}'{did_you_mean(key, registry)}")
+    return registry[key]
+
+
+def _lookup_language(languages: Mapping[str, Language], code: str) -> Language:
+    if code not in languages:
+        from xlt_search.errors import UnknownTaskError, did_you_mean
+
+        raise UnknownTaskError(f"unknown language '{code}'{did_you_mean(code, languages)}")
+    return languages[code]
+
+
+def _fill(template: str, language: str) -> str:
+    """Fill a DataSource string's placeholders; the synthetic suite is made only when named."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = fields - {"lang", "synthetic_root"}
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}} in '{template}'; "
+            "known: {lang}, {synthetic_root}"
+        )
+    values = {"lang": language}
+    if "synthetic_root" in fields:
+        from xlt_search.synthetic import ensure_suite
+
+        values["synthetic_root"] = str(ensure_suite())
+    return template.format(**values)
+
+
+def _canonical_columns(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
+    """Keep the kind's fields, renamed from the source's column names to the canonical ones."""
+    mapping = {}
+    for canonical in KIND_FIELDS[task.kind]:
+        column = task.column(canonical)
+        if column is None:
+            if canonical in OPTIONAL_FIELDS:
+                continue
+            raise ValueError(f"task {task.key} maps no column to the '{canonical}' field")
+        if column not in raw.column_names:
+            raise ValueError(
+                f"task {task.key}: column '{column}' (for '{canonical}') is not in the data; "
+                f"it has {', '.join(raw.column_names)}"
+            )
+        mapping[column] = canonical
+    dataset = raw.select_columns(list(mapping))
+    renames = {source: canonical for source, canonical in mapping.items() if source != canonical}
+    return dataset.rename_columns(renames) if renames else dataset
+
+
+def _source_id(task: Task, split: str, language: str) -> str:
+    """A split's source identity: local files by content (wherever they live), hub data by id and
+    revision."""
+    source = task.source
+    if source.data_files is None or split not in source.data_files:
+        return f"{source.path}:{source.name}:{source.revision}"
+    pattern = _fill(source.data_files[split], language)
+    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    hasher = hashlib.sha256()
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            return f"{source.path}:{pattern}:{source.revision}"  # a remote URL: datasets handles it
+        hasher.update(f"{path.stat().st_size}:".encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def _save_atomically(dataset: datasets.Dataset, target: Path) -> None:
+    """Write beside `target`, then rename it into place: readers never see half a split."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(scratch / "split"))
+        try:
+            os.rename(scratch / "split", target)
+        except OSError:
+            if not (target / "dataset_info.json").exists():
+                raise  # not a concurrent writer that got there first
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

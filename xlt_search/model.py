@@ -1,0 +1,179 @@
+"""The model: one shared encoder (any `AutoModel`: XLM-R, the tiny synthetic one), a head per task.
+
+Heads by task kind: classification pools the first token (dropout, linear); multiple choice scores
+each (context, choice) pair by its first token; tagging is a linear layer per token; span extraction
+predicts start and end logits per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+
+# Head output: (loss or None when the batch has no labels, logits).
+HeadOutput = tuple[torch.Tensor | None, Any]
+
+
+def load_encoder(model: str, device: str | torch.device = "cpu") -> PreTrainedModel:
+    """The pretrained encoder (a hub id or a local directory written by `save_pretrained`), on `device`.
+
+    On CPU the plain ("eager") attention is used: for the short sequences CPU runs train on it was
+    measured about 12% faster per step than PyTorch's fused SDPA kernel. Elsewhere the library's
+    default is kept.
+    """
+    device = torch.device(device)
+    kwargs = {"attn_implementation": "eager"} if device.type == "cpu" else {}
+    return AutoModel.from_pretrained(model, **kwargs).to(device)
+
+
+def _dropout_probability(encoder: PreTrainedModel) -> float:
+    config = encoder.config
+    return float(getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1)))
+
+
+class ClassificationHead(nn.Module):
+    """First token -> dropout -> linear over the labels."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
+        logits = self.out(self.dropout(hidden[:, 0]))
+        labels = batch.get("labels")
+        return (F.cross_entropy(logits, labels) if labels is not None else None), logits
+
+
+class MultipleChoiceHead(nn.Module):
+    """One score per (context, choice) pair from its first token; softmax over the choices."""
+
+    def __init__(self, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
+        num_examples, num_choices = batch["input_ids"].shape[:2]
+        logits = self.out(self.dropout(hidden[:, 0])).view(num_examples, num_choices)
+        if "choice_mask" in batch:
+            logits = logits.masked_fill(~batch["choice_mask"], torch.finfo(logits.dtype).min)
+        labels = batch.get("labels")
+        return (F.cross_entropy(logits, labels) if labels is not None else None), logits
+
+
+class TaggingHead(nn.Module):
+    """Dropout -> linear over the tags, per token; positions labelled -100 are not scored."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
+        logits = self.out(self.dropout(hidden))
+        labels = batch.get("labels")
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return loss, logits
+
+
+class SpanHead(nn.Module):
+    """Start and end logits per token; padding can be neither. Position 0 means "no answer"."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(hidden_size, 2)
+
+    def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
+        start_logits, end_logits = self.out(hidden).unbind(-1)
+        padding = batch["attention_mask"] == 0
+        lowest = torch.finfo(start_logits.dtype).min
+        start_logits = start_logits.masked_fill(padding, lowest)
+        end_logits = end_logits.masked_fill(padding, lowest)
+        loss = None
+        if "start_positions" in batch:
+            loss = (
+                F.cross_entropy(start_logits, batch["start_positions"])
+                + F.cross_entropy(end_logits, batch["end_positions"])
+            ) / 2
+        return loss, (start_logits, end_logits)
+
+
+def make_head(kind: str, hidden_size: int, num_labels: int, dropout: float) -> nn.Module:
+    """A freshly initialized head for a task of `kind` (initialized from torch's global RNG)."""
+    if kind == "classification":
+        return ClassificationHead(hidden_size, num_labels, dropout)
+    if kind == "multiple_choice":
+        return MultipleChoiceHead(hidden_size, dropout)
+    if kind == "tagging":
+        return TaggingHead(hidden_size, num_labels, dropout)
+    if kind == "span":
+        return SpanHead(hidden_size)
+    raise ValueError(f"unknown task kind '{kind}'")
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder with named heads; `model(head, batch)` runs the encoder and that head."""
+
+    def __init__(self, encoder: PreTrainedModel, heads: Mapping[str, tuple[str, int]]) -> None:
+        """`heads` maps a head's name to (task kind, number of labels)."""
+        super().__init__()
+        self.encoder = encoder
+        hidden_size, dropout = encoder.config.hidden_size, _dropout_probability(encoder)
+        self.heads = nn.ModuleDict(
+            {
+                name: make_head(kind, hidden_size, num_labels, dropout)
+                for name, (kind, num_labels) in heads.items()
+            }
+        )
+
+    def forward(self, head: str, batch: Mapping[str, Any]) -> HeadOutput:
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        # Multiple choice: every (context, choice) pair is one sequence for the encoder.
+        hidden = self.encoder(
+            input_ids=input_ids.view(-1, input_ids.shape[-1]),
+            attention_mask=attention_mask.view(-1, attention_mask.shape[-1]),
+        ).last_hidden_state
+        return self.heads[head](hidden, batch)
+
+
+def decode_spans(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    batch: Mapping[str, Any],
+    max_answer_tokens: int = 30,
+) -> list[str]:
+    """The best answer text per example.
+
+    The span inside the context (start <= end, at most `max_answer_tokens`) with the highest start +
+    end score, or "" when "no answer" (both at position 0) scores higher.
+    """
+    offset_start = torch.tensor(batch["offset_start"], device=start_logits.device)
+    offset_end = torch.tensor(batch["offset_end"], device=start_logits.device)
+    in_context = offset_start >= 0
+    length = start_logits.shape[1]
+    positions = torch.arange(length, device=start_logits.device)
+    allowed = (positions[None, :] >= positions[:, None]) & (
+        positions[None, :] - positions[:, None] < max_answer_tokens
+    )
+    scores = start_logits[:, :, None] + end_logits[:, None, :]
+    allowed = allowed[None] & in_context[:, :, None] & in_context[:, None, :]
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    best = scores.flatten(1).max(dim=1)
+    null_scores = start_logits[:, 0] + end_logits[:, 0]
+    answers = []
+    for i, context in enumerate(batch["context"]):
+        score, flat = float(best.values[i]), int(best.indices[i])
+        if score == float("-inf") or float(null_scores[i]) > score:
+            answers.append("")
+            continue
+        start, end = divmod(flat, length)
+        answers.append(context[int(offset_start[i, start]) : int(offset_end[i, end])])
+    return answers

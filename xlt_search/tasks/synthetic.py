@@ -1,0 +1,188 @@
+"""The synthetic suite's tasks and languages (generated offline by `xlt_search.synthetic`).
+
+Nine English intermediate tasks of the four kinds, and two targets shaped like XNLI and XCOPA with
+English training data and validation/test data in every language. The ground truth of the world,
+which intermediate task helps, leaves alone or hurts which target, is `RELATEDNESS`.
+The files live under ``{synthetic_root}/data/<task>/<split>.<language>.jsonl``; the data loader fills
+in ``{synthetic_root}`` (from `xlt_search.synthetic.ensure_suite`) and ``{lang}``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from xlt_search.tasks.base import DataSource, Language, Task
+
+Relatedness = Literal["helpful", "neutral", "conflicting"]
+
+LANGUAGES: tuple[Language, ...] = (
+    Language(code="en", name="English", family="english", script="Latn"),
+    Language(code="xc1", name="Synthetic Close 1", family="synthetic-close", script="Latn"),
+    Language(code="xc2", name="Synthetic Close 2", family="synthetic-close", script="Latn"),
+    Language(code="xf1", name="Synthetic Far 1", family="synthetic-far", script="Latn"),
+    Language(code="xf2", name="Synthetic Far 2", family="synthetic-far", script="Latn"),
+)
+ALL_LANGUAGES: tuple[str, ...] = tuple(language.code for language in LANGUAGES)
+
+
+def _english_only(key: str) -> DataSource:
+    return DataSource(
+        path="json",
+        data_files={
+            "train": f"{{synthetic_root}}/data/{key}/train.en.jsonl",
+            "validation": f"{{synthetic_root}}/data/{key}/validation.en.jsonl",
+        },
+        splits={"train": "train", "validation": "validation"},
+    )
+
+
+def _multilingual(key: str) -> DataSource:
+    return DataSource(
+        path="json",
+        data_files={
+            "train": f"{{synthetic_root}}/data/{key}/train.en.jsonl",
+            "validation": f"{{synthetic_root}}/data/{key}/validation.{{lang}}.jsonl",
+            "test": f"{{synthetic_root}}/data/{key}/test.{{lang}}.jsonl",
+        },
+    )
+
+
+_PAIR = {"text_a": "sentence1", "text_b": "sentence2", "label": "label"}
+_SINGLE = {"text_a": "sentence", "label": "label"}
+_CHOICE = {"context": "context", "choices": "endings", "label": "label"}
+_TAGS = {"tokens": "tokens", "tags": "tags"}
+_SPAN = {"context": "context", "question": "question", "answers": "answers"}
+
+TARGETS: tuple[Task, ...] = (
+    Task(
+        key="syn_nli",
+        kind="classification",
+        source=_multilingual("syn_nli"),
+        columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
+        num_labels=3,
+        metric="accuracy",
+        languages=ALL_LANGUAGES,
+        description="XNLI-shaped: entailment (hypothesis words in the premise), neutral, "
+        "contradiction (the antonym of a premise word)",
+    ),
+    Task(
+        key="syn_copa",
+        kind="multiple_choice",
+        source=_multilingual("syn_copa"),
+        columns={"context": "premise", "choices": "choices", "label": "label"},
+        num_labels=2,
+        metric="accuracy",
+        languages=ALL_LANGUAGES,
+        description="XCOPA-shaped: pick the choice that is the opposite of a premise word",
+    ),
+)
+
+INTERMEDIATE: tuple[Task, ...] = (
+    Task(
+        key="syn_sentiment",
+        kind="classification",
+        source=_english_only("syn_sentiment"),
+        columns=_SINGLE,
+        num_labels=2,
+        metric="accuracy",
+        description="SST-shaped: the pole most of the sentence's words have",
+    ),
+    Task(
+        key="syn_topic_choice",
+        kind="multiple_choice",
+        source=_english_only("syn_topic_choice"),
+        columns=_CHOICE,
+        num_labels=4,
+        metric="accuracy",
+        description="pick the ending of the context's topic among four",
+    ),
+    Task(
+        key="syn_pole_tags",
+        kind="tagging",
+        source=_english_only("syn_pole_tags"),
+        columns=_TAGS,
+        num_labels=2,
+        metric="accuracy",
+        description="tag every word with its pole",
+    ),
+    Task(
+        key="syn_pole_span",
+        kind="span",
+        source=_english_only("syn_pole_span"),
+        columns=_SPAN,
+        num_labels=2,
+        metric="exact_match",
+        description="SQuAD-2-shaped: find the one word of the pole the question names, if any",
+    ),
+    Task(
+        key="syn_kind",
+        kind="classification",
+        source=_english_only("syn_kind"),
+        columns=_SINGLE,
+        num_labels=4,
+        metric="accuracy",
+        description="the kind most of the sentence's words are",
+    ),
+    Task(
+        key="syn_next_choice",
+        kind="multiple_choice",
+        source=_english_only("syn_next_choice"),
+        columns=_CHOICE,
+        num_labels=4,
+        metric="accuracy",
+        description="HellaSwag-shaped: pick the word that continues a chain of successors",
+    ),
+    Task(
+        key="syn_kind_tags",
+        kind="tagging",
+        source=_english_only("syn_kind_tags"),
+        columns=_TAGS,
+        num_labels=4,
+        metric="accuracy",
+        description="CCG-shaped: tag every word with its kind",
+    ),
+    Task(
+        key="syn_kind_span",
+        kind="span",
+        source=_english_only("syn_kind_span"),
+        columns=_SPAN,
+        num_labels=2,
+        metric="exact_match",
+        description="SQuAD-1-shaped: find the one context word of the kind the question names",
+    ),
+    Task(
+        key="syn_stance",
+        kind="classification",
+        source=_english_only("syn_stance"),
+        columns=_PAIR,
+        num_labels=2,
+        metric="accuracy",
+        description="does the second text take the first's stance? (rare words' poles flipped)",
+    ),
+)
+
+TASKS: tuple[Task, ...] = TARGETS + INTERMEDIATE
+
+DEFAULT_POOL: tuple[str, ...] = tuple(task.key for task in INTERMEDIATE)
+
+_HELPFUL = ("syn_sentiment", "syn_topic_choice", "syn_pole_tags", "syn_pole_span")
+_NEUTRAL = ("syn_kind", "syn_next_choice", "syn_kind_tags", "syn_kind_span")
+_CONFLICTING = ("syn_stance",)
+
+
+def _planted() -> dict[str, Relatedness]:
+    planted: dict[str, Relatedness] = {}
+    planted.update(dict.fromkeys(_HELPFUL, "helpful"))
+    planted.update(dict.fromkeys(_NEUTRAL, "neutral"))
+    planted.update(dict.fromkeys(_CONFLICTING, "conflicting"))
+    return planted
+
+
+# The planted ground truth: for every target, what each pool task does to its zero-shot score.
+# Helpful tasks train the target's sub-skills (is a word in a sentence; which word is whose antonym);
+# neutral ones train unrelated skills on the same words; the conflicting one teaches the encoder to
+# ignore polarity (antonyms count as the same) on the target's own input format.
+RELATEDNESS: dict[str, dict[str, Relatedness]] = {
+    "syn_nli": _planted(),
+    "syn_copa": _planted(),
+}

@@ -92,3 +92,40 @@ def test_curves_command_rebuilds_the_table_from_mlflow(search: dict) -> None:
     assert [int(r["n_tasks"]) for r in rows] == list(range(1, 10))
     assert sum(int(r["trials"]) for r in rows) == len(load_trials("e2e", search["uri"]))
     assert (out / "scaling_curve.png").stat().st_size > 0
+
+
+def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
+    import yaml
+
+    raw = yaml.safe_load(SPEC.read_text())
+    raw.update(
+        name="diverge",
+        pool=raw["pool"][:2],
+        subsets={"sampler": "grid", "sizes": [1, 2]},
+        hyperparameters={"learning_rate": {"choice": [1.0e30]}},
+        budget={
+            "intermediate_steps": 20,
+            "target_steps": 10,
+            "report_every_steps": 10,
+            "probe_steps": 5,
+        },
+        max_failures=0,
+        mlflow={"experiment": "diverge"},
+        storage_path=str(tmp_path / "runs"),
+    )
+    spec = tmp_path / "diverge.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "xlt_search", "run", str(spec)],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = load_trials("diverge", uri)
+    assert len(trials) == 3  # every trial ran though each one diverged
+    assert set(trials["status"]) == {"errored"}
+    assert trials["error"].str.contains("loss became nan").all()

@@ -393,7 +393,9 @@ def _make_callback_class() -> type:
             self.logger.trial_ended(trial.trial_id, "completed" if final else "early_stopped")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            text = trial.get_error() or "unknown error"
+            # The trial's local error file: written before this call, unlike its synced copy.
+            path = trial.error_file
+            text = Path(path).read_text() if path and Path(path).is_file() else "unknown error"
             reason = next(
                 (line for line in reversed(str(text).splitlines()) if line.strip()), "unknown"
             )

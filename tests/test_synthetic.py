@@ -1,4 +1,4 @@
-"""The synthetic suite: deterministic, cached, loadable like hub data and hub models, answers as planted."""
+"""The synthetic suite: deterministic, cached, loaded like hub data and models, as planted."""
 
 from __future__ import annotations
 
@@ -115,45 +115,79 @@ def test_eval_sets_are_parallel_across_languages(suite: Path) -> None:
 
 
 def test_span_answers_point_into_the_context(suite: Path) -> None:
-    for key in ("syn_antonym_span", "syn_category_span"):
+    for key in ("syn_pole_span", "syn_kind_span"):
         data = _load(suite, REGISTRY[key], "train", "en")
         for row in data:
             for text, start in zip(
                 row["answers"]["text"], row["answers"]["answer_start"], strict=True
             ):
                 assert row["context"][start : start + len(text)] == text
-    unanswerable = _load(suite, REGISTRY["syn_antonym_span"], "train", "en")
+    unanswerable = _load(suite, REGISTRY["syn_pole_span"], "train", "en")
     assert any(not row["answers"]["text"] for row in unanswerable)
 
 
 def test_tags_align_with_tokens(suite: Path) -> None:
-    for key in ("syn_antonym_tags", "syn_category_tags"):
+    for key in ("syn_pole_tags", "syn_kind_tags"):
         task = REGISTRY[key]
         for row in _load(suite, task, "train", "en"):
             assert len(row["tokens"]) == len(row["tags"])
             assert all(0 <= tag < task.num_labels for tag in row["tags"])
 
 
-def test_nli_labels_follow_the_planted_rule(suite: Path, world: World) -> None:
+def _concepts(world: World, text: str) -> list[int]:
     concept = {word: c for c, word in enumerate(world.lexicons["en"])}
-    for row in _load(suite, REGISTRY["syn_nli"], "train", "en"):
-        premise = {concept[w] for w in row["premise"].split()}
-        hypothesis = [concept[w] for w in row["hypothesis"].split()]
-        if any(World.antonym(c) in premise for c in hypothesis):
-            expected = 2
-        elif all(c in premise for c in hypothesis):
+    return [concept[word] for word in text.split()]
+
+
+def _topic_and_pole(world: World, concepts: list[int]) -> tuple[set[int], set[int]]:
+    return {world.topic[c] for c in concepts}, {World.pole(c) for c in concepts}
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_nli_labels_follow_the_planted_rule(suite: Path, world: World, split: str) -> None:
+    for row in _load(suite, REGISTRY["syn_nli"], split, "en"):
+        topics, poles = _topic_and_pole(world, _concepts(world, row["premise"]))
+        assert len(topics) == 1 and len(poles) == 1
+        hypothesis = _concepts(world, row["hypothesis"])
+        if all(world.topic[c] not in topics for c in hypothesis):
+            expected = 1
+        elif all(World.pole(c) in poles for c in hypothesis):
             expected = 0
         else:
-            expected = 1
+            expected = 2
         assert row["label"] == expected
 
 
-def test_copa_answer_is_the_only_antonym(suite: Path, world: World) -> None:
-    concept = {word: c for c, word in enumerate(world.lexicons["en"])}
-    for row in _load(suite, REGISTRY["syn_copa"], "train", "en"):
-        premise = {concept[w] for w in row["premise"].split()}
-        opposed = [World.antonym(concept[c]) in premise for c in row["choices"]]
-        assert opposed.index(True) == row["label"] and sum(opposed) == 1
+def test_copa_answer_is_the_opposite_pole_of_the_same_topic(suite: Path, world: World) -> None:
+    for row in _load(suite, REGISTRY["syn_copa"], "validation", "en"):
+        topics, poles = _topic_and_pole(world, _concepts(world, row["premise"]))
+        fits = []
+        for choice in row["choices"]:
+            choice_topics, choice_poles = _topic_and_pole(world, _concepts(world, choice))
+            fits.append(choice_topics == topics and choice_poles.isdisjoint(poles))
+        assert fits.index(True) == row["label"] and sum(fits) == 1
+
+
+def test_targets_train_on_common_words_and_are_evaluated_on_all(suite: Path, world: World) -> None:
+    common = world.common_concepts
+    assert len(common) == world.num_concepts // 2
+    for key in ("syn_nli", "syn_copa"):
+        for split in ("train", "validation"):
+            rows = _load(suite, REGISTRY[key], split, "en")
+            seen = {c for row in rows for c in _concepts(world, row["premise"])}
+            assert (seen <= common) == (split == "train"), (key, split)
+
+
+def test_the_conflicting_task_flips_the_rare_words(suite: Path, world: World) -> None:
+    from xlt_search.synthetic.generate import stance_of
+
+    for row in _load(suite, REGISTRY["syn_stance"], "train", "en"):
+        first = {stance_of(world, c) for c in _concepts(world, row["sentence1"])}
+        second = _concepts(world, row["sentence2"])
+        assert len(first) == 1 and not any(world.common[c] for c in second)
+        assert row["label"] == int(all(stance_of(world, c) in first for c in second))
+        # In the true lexicon, the rare words take the opposite side.
+        assert row["label"] == int(all(World.pole(c) not in first for c in second))
 
 
 def test_model_and_tokenizer_load_like_a_hub_model(suite: Path) -> None:

@@ -1,9 +1,10 @@
 """The offline world: synthetic languages, tasks with planted relatedness, and a tiny encoder.
 
 `ensure_suite()` generates it once into the cache (deterministic, atomic) and returns its folder:
-``data/<task>/<split>.<language>.jsonl`` for `datasets.load_dataset("json", ...)` and ``encoder/`` for
-`AutoModel` / `AutoTokenizer.from_pretrained`. The task declarations and the ground truth
-(`RELATEDNESS`) are in `xlt_search.tasks.synthetic`.
+``data/<task>/<split>.<language>.jsonl`` for `datasets.load_dataset("json", ...)`, and ``encoder/``
+for `AutoModel` / `AutoTokenizer.from_pretrained`. The world is described in
+`xlt_search.synthetic.world`; the task declarations and the ground truth (`RELATEDNESS`) are in
+`xlt_search.tasks.synthetic`.
 """
 
 from xlt_search.synthetic.suite import (

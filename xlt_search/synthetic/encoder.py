@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast, XLMRobertaModel
 
 ENCODER_SEED = 0
 MAX_POSITIONS = 128
@@ -19,8 +23,8 @@ MASK = "<mask>"
 
 
 def build_vocab(words: Iterable[str]) -> dict[str, int]:
-    """Token ids: RoBERTa's specials first (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3), then the
-    words in first-seen order, then ``<mask>`` last, as in XLM-R."""
+    """Token ids: RoBERTa's specials first (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3), then
+    the words in first-seen order, then ``<mask>`` last, as in XLM-R."""
     vocab = {token: index for index, token in enumerate(SPECIALS)}
     for word in words:
         vocab.setdefault(word, len(vocab))
@@ -45,7 +49,7 @@ def save_encoder(words: Iterable[str], folder: Path) -> None:
             logging.enable_progress_bar()
 
 
-def _tokenizer(vocab: dict[str, int]):  # noqa: ANN202 (transformers' type, imported lazily)
+def _tokenizer(vocab: dict[str, int]) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -70,7 +74,7 @@ def _tokenizer(vocab: dict[str, int]):  # noqa: ANN202 (transformers' type, impo
     )
 
 
-def _model(vocab_size: int):  # noqa: ANN202
+def _model(vocab_size: int) -> XLMRobertaModel:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 

@@ -1,8 +1,9 @@
 """Example generators for every synthetic task, and the writer that puts them on disk as JSON lines.
 
-Each generator draws English examples over concepts; the targets' validation and test sets are then
-rendered in every language from the same concepts (parallel data, like XNLI and XCOPA). Each task has
-its own random stream, so changing one task's generator leaves the others' data unchanged.
+Each generator draws English examples over concepts. The targets train on the common concepts only
+and are evaluated on all of them; their validation and test sets are rendered in every language
+from the same concepts (parallel data, like XNLI and XCOPA). Each task and split has its own random
+stream, so changing one task's generator leaves the others' data unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from xlt_search.synthetic.world import NUM_KINDS, NUM_TOPICS, World
 from xlt_search.tasks.synthetic import ALL_LANGUAGES, DEFAULT_POOL
 
 TRAIN_SIZE = 4000
-EVAL_SIZE = 500
+EVAL_SIZE = 400
 
 # An example before rendering: its fields hold concept lists (rendered to words) or plain values.
 Concepts = list[int]
@@ -27,7 +28,6 @@ Generator = Callable[[World, random.Random], Example]
 # A target's generator also takes the concepts it may use (None: all of them).
 TargetGenerator = Callable[[World, random.Random, Collection[int] | None], Example]
 
-NLI_LABELS = ("entailment", "neutral", "contradiction")
 HYPOTHESIS_WORDS = 3
 CHOICE_WORDS = 2
 # The question words of the span tasks: English-only words outside the concept lexicon.
@@ -37,8 +37,7 @@ MARKER_WORDS: tuple[str, ...] = POLE_WORDS + KIND_WORDS
 
 
 def _concepts(world: World, within: Collection[int] | None = None, **attributes: int) -> Concepts:
-    """The concepts (of `within`, default all) whose attributes (topic, pole, kind) equal the
-    given values."""
+    """The concepts (of `within`; default: all) whose topic, pole or kind equal the values given."""
     return [
         c
         for c in (range(world.num_concepts) if within is None else sorted(within))
@@ -120,6 +119,7 @@ def topic_choice(world: World, rng: random.Random) -> Example:
 
 
 def pole_tags(world: World, rng: random.Random) -> Example:
+    """Every word's pole."""
     tokens = rng.sample(range(world.num_concepts), rng.randint(5, 8))
     return {"tokens": tokens, "tags": [World.pole(c) for c in tokens]}
 
@@ -184,25 +184,26 @@ def kind_span(world: World, rng: random.Random) -> Example:
 
 
 def stance(world: World, rng: random.Random) -> Example:
-    """On the NLI target's input format: does the second text take the first one's stance? Labelled
-    with a lexicon that gives every rare word the opposite pole ("false friends"): it teaches the
-    encoder the wrong pole for exactly the words the targets' training data never shows."""
-    topic, stance = rng.randrange(NUM_TOPICS), rng.randrange(2)
-    sentence1 = rng.sample(_skewed(world, topic, stance), rng.randint(3, 5))
+    """On the NLI target's input format: do the rare words of the second text take the first
+    text's stance? Labelled with a lexicon that gives every rare word the opposite pole ("false
+    friends"), it teaches the encoder the wrong pole for exactly the words the targets' training
+    data never shows, while agreeing with it on the common words the targets train on."""
+    topic, side = rng.randrange(NUM_TOPICS), rng.randrange(2)
+    sentence1 = rng.sample(_by_stance(world, topic, side), rng.randint(3, 5))
     label = rng.randrange(2)
-    second = stance if label == 1 else 1 - stance
-    rare = [c for c in _skewed(world, topic, second) if not world.common[c]]
+    second = side if label == 1 else 1 - side
+    rare = [c for c in _by_stance(world, topic, second) if not world.common[c]]
     sentence2 = rng.sample(rare, HYPOTHESIS_WORDS)
     return {"sentence1": sentence1, "sentence2": sentence2, "label": label}
 
 
-def _skewed(world: World, topic: int, stance: int) -> Concepts:
-    """The concepts of `topic` whose pole, flipped for the rare words, is `stance`."""
-    return [
-        c
-        for c in _concepts(world, topic=topic)
-        if (World.pole(c) if world.common[c] else 1 - World.pole(c)) == stance
-    ]
+def stance_of(world: World, concept: int) -> int:
+    """A concept's pole in syn_stance's lexicon: flipped for the rare words."""
+    return World.pole(concept) if world.common[concept] else 1 - World.pole(concept)
+
+
+def _by_stance(world: World, topic: int, side: int) -> Concepts:
+    return [c for c in _concepts(world, topic=topic) if stance_of(world, c) == side]
 
 
 TARGET_GENERATORS: dict[str, TargetGenerator] = {"syn_nli": nli, "syn_copa": copa}
@@ -226,9 +227,12 @@ CHOICE_FIELDS = frozenset({"choices", "endings"})
 
 
 def render(example: Example, world: World, language: str) -> dict[str, Any]:
-    """An example with its concepts turned into `language`'s words: concept lists become
-    space-joined text, `tokens` a word list, `choices`/`endings` a list of texts, and `answer` SQuAD's
-    `answers` with character offsets into `context`; other fields (labels, tags) stay as they are."""
+    """An example with its concepts turned into `language`'s words.
+
+    Concept lists become space-joined text, `tokens` a word list, `choices`/`endings` a list of
+    texts, and `answer` SQuAD's `answers` with character offsets into `context`; other fields
+    (labels, tags, marker words) stay as they are.
+    """
     out: dict[str, Any] = {}
     for name, value in example.items():
         if name == "answer":

@@ -23,6 +23,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("XLT_SEARCH_CACHE") or "~/.cache/xlt-search").expanduser()
 
 
+_default_root = cache_root  # ensure_suite's parameter of the same name hides the function
+
+
 def generate_suite(folder: Path) -> None:
     """Write the whole suite (data and encoder) into `folder`, which must not exist yet."""
     world = build_world()
@@ -67,6 +70,3 @@ def resolve_model(name: str) -> str:
             f"the built-in one is '{SYNTHETIC_MODEL}'"
         )
     return str(ensure_suite() / "encoder")
-
-
-_default_root = cache_root

@@ -1,4 +1,4 @@
-"""The synthetic world: concepts in antonym pairs, their attributes, and one lexicon per language.
+"""The synthetic world: concepts in antonym pairs, their attributes, a lexicon per language.
 
 A concept is an int. Concepts `2p` and `2p + 1` are the two poles of pair `p`: antonyms, like "hot"
 and "cold". Each pair has a topic (antonyms share it); each concept has a pole (0 or 1: antonyms
@@ -65,11 +65,6 @@ class World:
     def pole(concept: int) -> int:
         """0 or 1: which pole of its pair `concept` is."""
         return concept & 1
-
-    @staticmethod
-    def antonym(concept: int) -> int:
-        """The antonym of `concept` (its pair partner)."""
-        return concept ^ 1
 
     @property
     def common_concepts(self) -> frozenset[int]:

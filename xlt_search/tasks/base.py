@@ -43,8 +43,8 @@ class DataSource:
 
     `path` is a hub id (``"facebook/xnli"``) or a packaged builder (``"json"``, ``"parquet"``,
     ``"csv"``) for local files. `name` (a hub config) and the values of `data_files` may hold
-    ``{lang}`` (the language being loaded) and ``{root}`` (a directory resolved at load time, e.g. the
-    synthetic suite's). `splits` maps our split names (train, validation, test) to the source's.
+    ``{lang}`` (the language being loaded) and ``{synthetic_root}`` (the synthetic suite's folder,
+    filled in at load time). `splits` maps our split names (train, validation, test) to the source's.
     """
 
     path: str

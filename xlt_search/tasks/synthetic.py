@@ -1,9 +1,9 @@
 """The synthetic suite's tasks and languages (generated offline by `xlt_search.synthetic`).
 
 Nine English intermediate tasks of the four kinds, and two targets shaped like XNLI and XCOPA with
-English training data and validation/test data in every language. The ground truth of the world,
-which intermediate task helps, leaves alone or hurts which target, is `RELATEDNESS`.
-The files live under ``{synthetic_root}/data/<task>/<split>.<language>.jsonl``; the data loader fills
+English training data and validation/test data in every language. Which intermediate task helps,
+leaves alone or hurts which target is the world's ground truth: `RELATEDNESS`.
+Files live under ``{synthetic_root}/data/<task>/<split>.<language>.jsonl``; the data loader fills
 in ``{synthetic_root}`` (from `xlt_search.synthetic.ensure_suite`) and ``{lang}``.
 """
 
@@ -62,8 +62,8 @@ TARGETS: tuple[Task, ...] = (
         num_labels=3,
         metric="accuracy",
         languages=ALL_LANGUAGES,
-        description="XNLI-shaped: entailment (hypothesis words in the premise), neutral, "
-        "contradiction (the antonym of a premise word)",
+        description="XNLI-shaped: does the hypothesis keep the premise's topic and pole "
+        "(entailment), change its topic (neutral) or flip its pole (contradiction)?",
     ),
     Task(
         key="syn_copa",
@@ -73,7 +73,7 @@ TARGETS: tuple[Task, ...] = (
         num_labels=2,
         metric="accuracy",
         languages=ALL_LANGUAGES,
-        description="XCOPA-shaped: pick the choice that is the opposite of a premise word",
+        description="XCOPA-shaped: pick the choice of the premise's topic and the opposite pole",
     ),
 )
 
@@ -179,9 +179,9 @@ def _planted() -> dict[str, Relatedness]:
 
 
 # The planted ground truth: for every target, what each pool task does to its zero-shot score.
-# Helpful tasks train the target's sub-skills (is a word in a sentence; which word is whose antonym);
-# neutral ones train unrelated skills on the same words; the conflicting one teaches the encoder to
-# ignore polarity (antonyms count as the same) on the target's own input format.
+# The targets ask for the topic and the pole of words, and train on the common words only.
+# Helpful tasks teach every word's pole or topic; neutral ones teach unrelated attributes of the
+# same words; the conflicting one teaches the wrong pole for the rare words, on the NLI format.
 RELATEDNESS: dict[str, dict[str, Relatedness]] = {
     "syn_nli": _planted(),
     "syn_copa": _planted(),

@@ -120,6 +120,14 @@ def test_reports_follow_the_budget_axis(reference: Recorder) -> None:
     assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in reports)
 
 
+# The toy trial's training losses at its five reports; a change here is a change in the numerics.
+GOLDEN_LOSSES = [1.34139, 1.58094, 1.25860, 1.01576, 0.93015]
+
+
+def test_losses_match_the_golden_values(reference: Recorder) -> None:
+    assert [r["loss"] for r in reference.reports] == pytest.approx(GOLDEN_LOSSES, rel=1e-3)
+
+
 def test_same_seed_same_trial_other_seed_other_trial(
     toy_world: ToyWorld, toy_data: PreparedData, reference: Recorder
 ) -> None:
@@ -209,7 +217,8 @@ def test_settings_that_cannot_work_fail_before_training(
 
 # The synthetic suite: the pipeline learns what the world plants.
 
-SUITE_BUDGET = {"intermediate_steps": 400, "target_steps": 400, "report_every_steps": 400}
+# The quickstart budget; one report, the final one (no probes: only the final scores are checked).
+SUITE_BUDGET = {"intermediate_steps": 400, "target_steps": 400, "report_every_steps": 1200}
 
 
 @pytest.fixture(scope="module")
@@ -223,14 +232,19 @@ def suite_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
 
         targets = tuple(TargetConfig(key, REGISTRY[key].languages) for key in sorted(RELATEDNESS))
 
-        def planted(relation: str) -> tuple[str, ...]:
+        def planted(relation: str, never: str) -> tuple[str, ...]:
+            """The pool tasks that are `relation` for some target and `never` for none."""
+            relations = {key: {RELATEDNESS[t.task][key] for t in targets} for key in DEFAULT_POOL}
             return tuple(
                 key
                 for key in sorted(DEFAULT_POOL)
-                if all(RELATEDNESS[t.task][key] == relation for t in targets)
+                if relation in relations[key] and never not in relations[key]
             )
 
-        subsets = {"helpful": planted("helpful"), "conflicting": planted("conflicting")}
+        subsets = {
+            "helpful": planted("helpful", never="conflicting"),
+            "conflicting": planted("conflicting", never="helpful"),
+        }
         assert subsets["helpful"] and subsets["conflicting"]
         model = resolve_model(SYNTHETIC_MODEL)
         data = prepare_data(

@@ -56,9 +56,7 @@ class TrialConfig:
     """Everything one trial trains with: the subset, the targets, the budget and the optimizer."""
 
     model: str  # resolved: a local directory or a hub id
-    tasks: tuple[
-        str, ...
-    ]  # the intermediate subset (sorted registry keys; empty: no intermediate phase)
+    tasks: tuple[str, ...]  # the intermediate subset, sorted registry keys; () for none
     targets: tuple[TargetConfig, ...]
     intermediate_steps: int
     target_steps: int  # per target

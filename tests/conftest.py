@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from xlt_search.synthetic.encoder import save_encoder
 from xlt_search.tasks.base import DataSource, Language, Task
 
 TOY_WORDS = 40
@@ -37,51 +38,6 @@ def _word(i: int, lang: str) -> str:
     # "ta" keeps the English word for most of the vocabulary, "tb" for few.
     keep = {"en": TOY_WORDS, "ta": int(TOY_WORDS * 0.8), "tb": int(TOY_WORDS * 0.2)}[lang]
     return f"w{i}" if i < keep else f"{lang}{i}"
-
-
-def save_tiny_encoder(folder: Path, words: list[str], dropout: float = 0.1) -> Path:
-    """A 2-layer, 32-wide XLM-R-shaped encoder and a word-level fast tokenizer, saved like the hub."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
-
-    vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>", *words])}
-    vocab["<mask>"] = len(vocab)
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-        model_max_length=62,
-    )
-    tokenizer.save_pretrained(folder)
-    config = XLMRobertaConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-    )
-    torch.manual_seed(0)
-    XLMRobertaModel(config).save_pretrained(folder)
-    return folder
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -234,7 +190,8 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
         ),
     ]
     words = [_word(i, lang) for lang in codes for i in range(TOY_WORDS)]
-    encoder = save_tiny_encoder(root / "encoder", list(dict.fromkeys(words)))
+    encoder = root / "encoder"
+    save_encoder(dict.fromkeys(words), encoder, hidden_size=32, intermediate_size=64)
     return ToyWorld(
         root=root,
         encoder=encoder,

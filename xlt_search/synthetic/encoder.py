@@ -32,14 +32,16 @@ def build_vocab(words: Iterable[str]) -> dict[str, int]:
     return vocab
 
 
-def save_encoder(words: Iterable[str], folder: Path) -> None:
+def save_encoder(
+    words: Iterable[str], folder: Path, *, hidden_size: int = 64, intermediate_size: int = 128
+) -> None:
     """Build the tokenizer over `words` and a fresh encoder for its vocabulary, and save both in
-    `folder` with `save_pretrained`."""
+    `folder` with `save_pretrained` (the sizes default to the synthetic suite's encoder)."""
     from transformers.utils import logging
 
     tokenizer = _tokenizer(build_vocab(words))
     tokenizer.save_pretrained(folder)
-    model = _model(len(tokenizer))
+    model = _model(len(tokenizer), hidden_size, intermediate_size)
     bars = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()  # a one-shard save needs no progress bar in the user's terminal
     try:
@@ -74,16 +76,16 @@ def _tokenizer(vocab: dict[str, int]) -> PreTrainedTokenizerFast:
     )
 
 
-def _model(vocab_size: int) -> XLMRobertaModel:
+def _model(vocab_size: int, hidden_size: int, intermediate_size: int) -> XLMRobertaModel:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     config = XLMRobertaConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
+        hidden_size=hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=128,
+        intermediate_size=intermediate_size,
         # XLM-R counts positions from padding_idx + 1, so two more than the longest input.
         max_position_embeddings=MAX_POSITIONS,
         type_vocab_size=1,

@@ -94,26 +94,26 @@ def test_curves_command_rebuilds_the_table_from_mlflow(search: dict) -> None:
     assert (out / "scaling_curve.png").stat().st_size > 0
 
 
-def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
+def run_small_search(
+    tmp_path: Path, name: str, **changes
+) -> tuple[str, subprocess.CompletedProcess]:
+    """Run a tiny variant of the e2e spec through the CLI, into its own MLflow store."""
     import yaml
 
     raw = yaml.safe_load(SPEC.read_text())
     raw.update(
-        name="diverge",
-        pool=raw["pool"][:2],
-        subsets={"sampler": "grid", "sizes": [1, 2]},
-        hyperparameters={"learning_rate": {"choice": [1.0e30]}},
+        name=name,
         budget={
             "intermediate_steps": 20,
             "target_steps": 10,
             "report_every_steps": 10,
             "probe_steps": 5,
         },
-        max_failures=0,
-        mlflow={"experiment": "diverge"},
+        mlflow={"experiment": name},
         storage_path=str(tmp_path / "runs"),
+        **changes,
     )
-    spec = tmp_path / "diverge.yaml"
+    spec = tmp_path / f"{name}.yaml"
     spec.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = subprocess.run(
@@ -125,7 +125,36 @@ def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return uri, result
+
+
+def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
+    pool = yaml_pool()[:2]
+    uri, _ = run_small_search(
+        tmp_path,
+        "diverge",
+        pool=pool,
+        subsets={"sampler": "grid", "sizes": [1, 2]},
+        hyperparameters={"learning_rate": {"choice": [1.0e30]}},
+        max_failures=0,
+    )
     trials = load_trials("diverge", uri)
     assert len(trials) == 3  # every trial ran though each one diverged
     assert set(trials["status"]) == {"errored"}
     assert trials["error"].str.contains("loss became nan").all()
+
+
+def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:
+    uri, _ = run_small_search(tmp_path, "optuna", subsets={"sampler": "optuna", "num_samples": 3})
+    trials = load_trials("optuna", uri)
+    assert len(trials) == 3
+    for _, trial in trials.iterrows():
+        chosen = set(trial["tasks"].split("+"))
+        assert trial["n_tasks"] == len(chosen) >= 1
+        assert {t for t in yaml_pool() if trial[f"use.{t}"]} == chosen
+
+
+def yaml_pool() -> list[str]:
+    import yaml
+
+    return yaml.safe_load(SPEC.read_text())["pool"]

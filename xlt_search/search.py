@@ -288,12 +288,20 @@ def _tune_domain(domain: Domain) -> Any:
 
 
 def _optuna_searcher(spec: SearchSpec) -> Any:
-    """TPE over one boolean per pool task (plus the hyperparameters); an empty pick is repaired."""
+    """TPE over one boolean per pool task (plus the hyperparameters); a pick of a wrong size is repaired."""
     from ray.tune.search.optuna import OptunaSearch
 
-    pool, sizes = spec.pool, spec.sizes
+    return OptunaSearch(space=_OptunaSpace(spec), metric="score", mode="max", seed=spec.seed)
 
-    def define_by_run(trial: Any) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class _OptunaSpace:
+    """The define-by-run space (a class, not a closure: Tune pickles the searcher with its state)."""
+
+    spec: SearchSpec
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        pool, spec = self.spec.pool, self.spec
         flags = {f"use.{t}": trial.suggest_categorical(f"use.{t}", [True, False]) for t in pool}
         for name, domain in spec.hyperparameters.items():
             if domain.kind == "choice":
@@ -302,13 +310,12 @@ def _optuna_searcher(spec: SearchSpec) -> Any:
                 trial.suggest_float(name, *domain.values, log=domain.kind == "loguniform")
             elif domain.kind == "randint":
                 trial.suggest_int(name, domain.values[0], domain.values[1] - 1)
-        chosen = subsets.repair(flags, pool, sizes, random.Random(trial.number + spec.seed))
+        rng = random.Random(trial.number + spec.seed)
+        chosen = subsets.repair(flags, pool, spec.sizes, rng)
         constants = {
             name: d.values[0] for name, d in spec.hyperparameters.items() if d.kind == "constant"
         }
         return {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), **constants}
-
-    return OptunaSearch(space=define_by_run, metric="score", mode="max", seed=spec.seed)
 
 
 def _train(

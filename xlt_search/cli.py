@@ -71,11 +71,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _curves(args: argparse.Namespace) -> int:
-    import os
-
     from xlt_search import curves, tracking
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = (
+        args.tracking_uri
+    )  # None: $MLFLOW_TRACKING_URI, else MLflow's default (tracking resolves it)
     tracking.check_tracking_uri(uri)
     trials = tracking.load_trials(args.experiment, uri, args.run_id)
     table = curves.scaling_curve(trials)

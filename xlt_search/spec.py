@@ -299,6 +299,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
 def _check(spec: SearchSpec) -> None:
     """Checks across keys: known tasks and languages, feasible sizes, positive budgets."""
     from xlt_search.tasks import get_language, get_task
+    from xlt_search.tracking import check_tracking_scheme
 
     def fail(message: str) -> None:
         raise SpecError(message)
@@ -363,9 +364,4 @@ def _check(spec: SearchSpec) -> None:
         fail("data.max_seq_length: must be at least 8")
     if spec.max_concurrent_trials < 0 or spec.max_failures < 0:
         fail("max_concurrent_trials and max_failures must be >= 0")
-    uri = spec.tracking_uri or ""
-    if uri.startswith("file:"):
-        fail(
-            "mlflow.tracking_uri: the file: store is deprecated; use sqlite:///mlflow.db "
-            "or an http:// tracking server"
-        )
+    check_tracking_scheme(spec.tracking_uri)

@@ -61,6 +61,16 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri
 
 
+def check_tracking_scheme(uri: str | None) -> None:
+    """Refuse, with a one-line UserError, the deprecated `file:` store or a bare path (MLflow reads
+    one as a file store); None (MLflow's local default) passes. No network: specs check this."""
+    if uri and urlparse(uri).scheme in ("", "file"):
+        raise UserError(
+            f"tracking URI '{uri}' is a file store, which MLflow has deprecated; "
+            "use sqlite:///mlflow.db or an http:// tracking server"
+        )
+
+
 def check_tracking_uri(uri: str | None, timeout_s: float = 3.0) -> None:
     """Fail fast, with a one-line UserError, on a tracking URI a search could not log to.
 
@@ -69,14 +79,8 @@ def check_tracking_uri(uri: str | None, timeout_s: float = 3.0) -> None:
     server must answer within `timeout_s` seconds.
     """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        raise UserError(
-            f"tracking URI '{uri}' is a file store, which MLflow has deprecated; "
-            "use sqlite:///mlflow.db or an http:// tracking server"
-        )
+    check_tracking_scheme(uri)
+    parsed = urlparse(uri or "")
     if parsed.scheme not in ("http", "https"):
         return
     try:
@@ -319,7 +323,9 @@ def load_trials(
     return table
 
 
-def log_search_artifacts(tracking_uri: str | None, parent_run_id: str, paths: Iterable[Path]) -> None:
+def log_search_artifacts(
+    tracking_uri: str | None, parent_run_id: str, paths: Iterable[Path]
+) -> None:
     """Attach files (a curve drawn on demand) to a finished search's parent run."""
     from mlflow import MlflowClient
 

@@ -245,10 +245,11 @@ def _build_tuner(
         random.Random(spec.seed).shuffle(keys)  # sizes interleave, so early rungs see every size
         param_space = {
             "tasks": tune.grid_search(keys),
-            "n_tasks": tune.sample_from(lambda s: len(subsets.parse_subset_key(s.config["tasks"]))),
+            # Tune calls these with the trial's config, its grid value `tasks` already chosen.
+            "n_tasks": tune.sample_from(lambda c: len(subsets.parse_subset_key(c["tasks"]))),
             **{
                 f"use.{task}": tune.sample_from(
-                    lambda s, task=task: task in subsets.parse_subset_key(s.config["tasks"])
+                    lambda c, task=task: task in subsets.parse_subset_key(c["tasks"])
                 )
                 for task in spec.pool
             },

@@ -149,22 +149,28 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
     span = {"context": "passage", "question": "query", "answers": "answers"}
     tasks = [
         Task(
-            "toy_nli", "classification", _source(root, "toy_nli", True), pair, 3, "accuracy", codes
+            "toy_nli",
+            "classification",
+            (_source(root, "toy_nli", True),),
+            pair,
+            3,
+            "accuracy",
+            codes,
         ),
         Task(
             "toy_copa",
             "multiple_choice",
-            _source(root, "toy_copa", True),
+            (_source(root, "toy_copa", True),),
             choice,
             2,
             "accuracy",
             codes,
         ),
-        Task("toy_qa", "span", _source(root, "toy_qa", True), span, 2, "f1", codes),
+        Task("toy_qa", "span", (_source(root, "toy_qa", True),), span, 2, "f1", codes),
         Task(
             "toy_choice4",
             "multiple_choice",
-            _source(root, "toy_choice4", False),
+            (_source(root, "toy_choice4", False),),
             choice,
             4,
             "accuracy",
@@ -172,7 +178,7 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
         Task(
             "toy_tags",
             "tagging",
-            _source(root, "toy_tags", False),
+            (_source(root, "toy_tags", False),),
             {"tokens": "words", "tags": "tags"},
             3,
             "accuracy",
@@ -181,7 +187,7 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
         Task(
             "toy_copa_via_choice",
             "multiple_choice",
-            _source(root, "toy_copa", True),
+            (_source(root, "toy_copa", True),),
             choice,
             2,
             "accuracy",

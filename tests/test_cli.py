@@ -109,3 +109,28 @@ def test_tasks_lists_the_registry(tmp_path: Path) -> None:
     assert result.returncode == 0
     for key in REGISTRY:
         assert key in result.stdout
+    # every task's row names its kind, source and metric
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line}
+    for key, task in REGISTRY.items():
+        assert rows[key][1:4] == [task.kind, task.metric, task.origin or "(your"], key
+    assert "en,ar,bg,de,el,es,fr,hi,ru,sw,th,tr,ur,vi,zh" in " ".join(rows["xnli"])
+
+
+def test_tasks_shows_one_declaration_and_a_specs_own_tasks(tmp_path: Path) -> None:
+    result = xlt("tasks", "xcopa", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "trains on   social_iqa then copa" in result.stdout
+    assert "cambridgeltl/xcopa, config {lang}" in result.stdout
+    my_sst = {
+        "kind": "classification",
+        "metric": "accuracy",
+        "num_labels": 2,
+        "columns": {"text_a": "sentence", "label": "label"},
+        "sources": [{"path": "csv", "data_files": {"train": "sst/train.csv"}}],
+    }
+    spec = write_spec(tmp_path, lambda raw: raw.update(tasks={"my_sst": my_sst}))
+    listed = xlt("tasks", "--spec", str(spec), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "my_sst" in listed.stdout
+    unknown = xlt("tasks", "xnil", cwd=tmp_path)
+    assert unknown.returncode == 2 and "did you mean 'xnli'" in unknown.stderr

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 from xlt_search.data import (
     BatchStream,
+    DataError,
     PreparedData,
     SplitRequest,
     collate,
@@ -69,14 +70,14 @@ def test_load_task_split_gives_canonical_columns_per_language(toy_world: ToyWorl
 
 def test_load_task_split_errors_name_the_problem(toy_world: ToyWorld) -> None:
     nli = toy_world.tasks["toy_nli"]
-    with pytest.raises(ValueError, match="no 'test' split"):
+    with pytest.raises(DataError, match="no 'test' split"):
         load_task_split(nli, "test", "en")
     typo = dataclasses.replace(nli, columns={**nli.columns, "label": "labl"})
-    with pytest.raises(ValueError, match="column 'labl'"):
+    with pytest.raises(DataError, match="column 'labl'"):
         load_task_split(typo, "train", "en")
     source = DataSource(path="json", data_files={"train": "{where}/x.jsonl"})
-    odd = dataclasses.replace(nli, source=source)
-    with pytest.raises(ValueError, match="unknown placeholder"):
+    odd = dataclasses.replace(nli, sources=(source,))
+    with pytest.raises(DataError, match="unknown placeholder"):
         load_task_split(odd, "train", "en")
 
 
@@ -188,7 +189,7 @@ def test_changed_source_files_are_prepared_again(toy_world: ToyWorld, tmp_path: 
     copy.write_text(source.read_text())
     task = dataclasses.replace(
         toy_world.tasks["toy_nli"],
-        source=DataSource(path="json", data_files={"train": str(copy)}),
+        sources=(DataSource(path="json", data_files={"train": str(copy)}),),
     )
     registry = {**toy_world.tasks, "toy_nli": task}
     request = [SplitRequest("toy_nli", "train", "en")]

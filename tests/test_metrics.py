@@ -1,19 +1,25 @@
-"""Metrics against values worked out by hand (SQuAD's definitions for span extraction)."""
+"""Metrics against values worked out by hand (SQuAD's definitions for span extraction, CoNLL's for
+entities)."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from xlt_search.metrics import (
     METRICS_BY_KIND,
     accuracy,
+    entities,
+    entity_f1,
     exact_match,
     macro_f1,
     normalize_answer,
+    retrieval_accuracy,
     squad_scores,
     tagging_scores,
     token_f1,
 )
+from xlt_search.tasks.base import TASK_KINDS
 
 
 def test_accuracy() -> None:
@@ -74,4 +80,54 @@ def test_tagging_scores_skip_ignored_positions() -> None:
 
 
 def test_every_kind_has_metrics() -> None:
-    assert set(METRICS_BY_KIND) == {"classification", "multiple_choice", "tagging", "span"}
+    assert set(METRICS_BY_KIND) == set(TASK_KINDS)
+
+
+def test_entities_follow_conll_reading_of_bio() -> None:
+    tags = ["B-PER", "I-PER", "O", "I-LOC", "I-LOC", "B-ORG", "I-PER", "B-ORG", "B-ORG"]
+    assert entities(tags) == {
+        ("PER", 0, 1),
+        ("LOC", 3, 4),  # an I- after O starts an entity
+        ("ORG", 5, 5),
+        ("PER", 6, 6),  # an I- of another type starts one too
+        ("ORG", 7, 7),
+        ("ORG", 8, 8),  # B- right after B- of the same type: two entities
+    }
+
+
+def test_entity_f1_counts_exact_matches_only() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    predicted = [["B-PER", "O", "O", "B-LOC"], ["B-ORG", "B-MISC"]]
+    # gold: PER 0-1, LOC 3, ORG 0 (3); predicted: PER 0-0 (wrong extent), LOC 3, ORG 0, MISC 1 (4)
+    # correct 2: precision 2/4, recall 2/3, F1 = 2 * (1/2 * 2/3) / (1/2 + 2/3) = 4/7
+    assert entity_f1(predicted, gold) == pytest.approx(4 / 7)
+    assert entity_f1([["O", "O"]], [["O", "O"]]) == 1.0  # nothing to find, nothing found
+    assert entity_f1([["B-PER"]], [["O"]]) == 0.0
+
+
+def test_tagging_scores_give_entity_f1_when_the_tags_have_names() -> None:
+    names = ("O", "B-PER", "I-PER")
+    # first sub-tokens only: positions labelled -100 are dropped before reading entities
+    predictions = [[0, 1, 2, 2, 0], [0, 1]]
+    labels = [[-100, 1, -100, 2, 0], [-100, 1]]
+    scores = tagging_scores(predictions, labels, names)
+    # kept: [B-PER, I-PER, O] vs gold [B-PER, I-PER, O]; [B-PER] vs [B-PER]
+    assert scores["entity_f1"] == 1.0 and scores["accuracy"] == 1.0
+    assert "entity_f1" not in tagging_scores(predictions, labels)
+
+
+def test_retrieval_accuracy_is_the_share_of_queries_nearest_their_own_candidate() -> None:
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # candidate 2 is nearest to query 0 too, so query 0 misses; cosine ignores the length
+    candidates = torch.tensor([[1.0, 0.2], [0.0, 5.0], [1.0, 0.1]])
+    assert retrieval_accuracy(queries, candidates) == pytest.approx(1 / 3)
+    assert retrieval_accuracy(queries[1:2], candidates[1:2]) == 1.0
+
+
+def test_squad_v2_no_answer_cases() -> None:
+    # no gold answer: only the empty prediction scores
+    assert exact_match("", []) == token_f1("", []) == 1.0
+    assert exact_match("a cat", []) == token_f1("a cat", []) == 0.0
+    # a gold answer: the empty prediction scores nothing; F1 takes the best of several golds
+    assert token_f1("", ["the cat"]) == 0.0
+    assert token_f1("black cat sat", ["a cat", "the black cat"]) == pytest.approx(0.8)

@@ -7,7 +7,7 @@ import torch
 from conftest import ToyWorld
 
 from xlt_search.data import collate
-from xlt_search.model import MultiTaskModel, decode_spans, load_encoder
+from xlt_search.model import MultiTaskModel, decode_spans, load_encoder, pick_answers
 
 HEADS = {
     "cls": ("classification", 3),
@@ -49,6 +49,7 @@ def test_every_head_gives_its_logits_and_a_loss(model: MultiTaskModel) -> None:
         "input_ids": ids,
         "start_positions": [1, 0],
         "end_positions": [2, 0],
+        "example": [0, 1],
         "offset_start": [[-1, 0, 3, -1], [-1, 0, -1]],
         "offset_end": [[-1, 2, 5, -1], [-1, 2, -1]],
         "context": ["ab cd", "ef"],
@@ -102,16 +103,30 @@ def test_heads_and_encoder_get_gradients(model: MultiTaskModel) -> None:
         model.eval()
 
 
-def test_decode_spans_takes_the_best_span_or_no_answer() -> None:
+def test_decode_spans_takes_each_windows_best_span_and_its_no_answer_score() -> None:
     batch = {
+        "example": [7, 8],
         "offset_start": [[-1, -1, 0, 3, 6], [-1, -1, 0, 3, 6]],
         "offset_end": [[-1, -1, 2, 5, 8], [-1, -1, 2, 5, 8]],
         "context": ["ab cd ef", "ab cd ef"],
     }
     start = torch.tensor([[0.0, 9.0, 1.0, 5.0, 0.0], [9.0, 0.0, 1.0, 2.0, 0.0]])
     end = torch.tensor([[0.0, 9.0, 4.0, 1.0, 3.0], [9.0, 0.0, 1.0, 0.0, 2.0]])
-    # example 0: the question token (1) is outside the context; best start 3, end 4 -> "cd ef"
-    # example 1: "no answer" (9 + 9) beats every span
-    assert decode_spans(start, end, batch) == ["cd ef", ""]
+    # window 0: the question token (1) is outside the context; best start 3, end 4 -> "cd ef"
+    # window 1: the best span is "cd ef" again (2 + 2); "no answer" scores 9 + 9
+    assert decode_spans(start, end, batch) == [(7, "cd ef", 8.0, 0.0), (8, "cd ef", 4.0, 18.0)]
     # an end before the start never counts; a span longer than allowed neither
-    assert decode_spans(start[:1], end[:1], {k: v[:1] for k, v in batch.items()}, 1) == ["cd"]
+    one = {k: v[:1] for k, v in batch.items()}
+    assert decode_spans(start[:1], end[:1], one, 1) == [(7, "cd", 6.0, 0.0)]
+
+
+def test_pick_answers_takes_the_best_window_and_no_answer_only_where_allowed() -> None:
+    windows = [
+        (0, "first", 4.0, 1.0),
+        (0, "second", 6.0, 7.0),  # the better span; this window's no-answer is not the lowest
+        (1, "maybe", 2.0, 5.0),
+        (1, "", float("-inf"), 3.0),  # a window with no context token
+    ]
+    assert pick_answers(windows, unanswerable=False) == {0: "second", 1: "maybe"}
+    # example 0: no-answer's lowest score (1.0) loses to 6.0; example 1: 3.0 beats 2.0
+    assert pick_answers(windows, unanswerable=True) == {0: "second", 1: ""}

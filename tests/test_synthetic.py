@@ -19,11 +19,12 @@ from xlt_search.synthetic import (
     resolve_model,
 )
 from xlt_search.synthetic.world import SHARED_SHARE, World, build_world
-from xlt_search.tasks import LANGUAGES, REGISTRY
+from xlt_search.tasks import synthetic
 from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS, Task
 
 MAX_TOKENS = 32  # with specials: keeps a trial cheap on a CPU
 TARGETS = ("syn_nli", "syn_copa")
+SYNTHETIC = {task.key: task for task in synthetic.TASKS}
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,10 @@ def world() -> World:
 
 
 def _load(suite: Path, task: Task, split: str, language: str) -> datasets.Dataset:
-    assert task.source.data_files is not None
-    pattern = task.source.data_files[split]
+    assert task.sources[0].data_files is not None
+    pattern = task.sources[0].data_files[split]
     path = pattern.format(synthetic_root=suite, lang=language)
-    return datasets.load_dataset(task.source.path, data_files={split: path}, split=split)
+    return datasets.load_dataset(task.sources[0].path, data_files={split: path}, split=split)
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -77,9 +78,9 @@ def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_split_loads_with_the_declared_columns(suite: Path) -> None:
-    for task in REGISTRY.values():
-        assert task.source.data_files is not None
-        for split in task.source.data_files:
+    for task in SYNTHETIC.values():
+        assert task.sources[0].data_files is not None
+        for split in task.sources[0].data_files:
             languages = task.languages if split != "train" else ("en",)
             for language in languages:
                 data = _load(suite, task, split, language)
@@ -94,17 +95,17 @@ def test_every_split_loads_with_the_declared_columns(suite: Path) -> None:
 
 def test_target_shapes(suite: Path) -> None:
     for key in TARGETS:
-        task = REGISTRY[key]
-        assert task.languages[0] == "en" and set(task.languages) == set(LANGUAGES)
+        task = SYNTHETIC[key]
+        assert task.languages[0] == "en" and set(task.languages) == set(synthetic.ALL_LANGUAGES)
         assert len(_load(suite, task, "train", "en")) >= 3000
-    nli = _load(suite, REGISTRY["syn_nli"], "validation", "xc1")
+    nli = _load(suite, SYNTHETIC["syn_nli"], "validation", "xc1")
     assert set(nli["label"]) == {0, 1, 2}
-    copa = _load(suite, REGISTRY["syn_copa"], "test", "xf2")
+    copa = _load(suite, SYNTHETIC["syn_copa"], "test", "xf2")
     assert {len(choices) for choices in copa["choices"]} == {2} and set(copa["label"]) == {0, 1}
 
 
 def test_eval_sets_are_parallel_across_languages(suite: Path) -> None:
-    task = REGISTRY["syn_nli"]
+    task = SYNTHETIC["syn_nli"]
     english = _load(suite, task, "validation", "en")
     for code in ("xc1", "xf1"):
         other = _load(suite, task, "validation", code)
@@ -116,19 +117,19 @@ def test_eval_sets_are_parallel_across_languages(suite: Path) -> None:
 
 def test_span_answers_point_into_the_context(suite: Path) -> None:
     for key in ("syn_pole_span", "syn_kind_span"):
-        data = _load(suite, REGISTRY[key], "train", "en")
+        data = _load(suite, SYNTHETIC[key], "train", "en")
         for row in data:
             for text, start in zip(
                 row["answers"]["text"], row["answers"]["answer_start"], strict=True
             ):
                 assert row["context"][start : start + len(text)] == text
-    unanswerable = _load(suite, REGISTRY["syn_pole_span"], "train", "en")
+    unanswerable = _load(suite, SYNTHETIC["syn_pole_span"], "train", "en")
     assert any(not row["answers"]["text"] for row in unanswerable)
 
 
 def test_tags_align_with_tokens(suite: Path) -> None:
     for key in ("syn_pole_tags", "syn_kind_tags"):
-        task = REGISTRY[key]
+        task = SYNTHETIC[key]
         for row in _load(suite, task, "train", "en"):
             assert len(row["tokens"]) == len(row["tags"])
             assert all(0 <= tag < task.num_labels for tag in row["tags"])
@@ -145,7 +146,7 @@ def _topic_and_pole(world: World, concepts: list[int]) -> tuple[set[int], set[in
 
 @pytest.mark.parametrize("split", ["train", "validation"])
 def test_nli_labels_follow_the_planted_rule(suite: Path, world: World, split: str) -> None:
-    for row in _load(suite, REGISTRY["syn_nli"], split, "en"):
+    for row in _load(suite, SYNTHETIC["syn_nli"], split, "en"):
         topics, poles = _topic_and_pole(world, _concepts(world, row["premise"]))
         assert len(topics) == 1 and len(poles) == 1
         hypothesis = _concepts(world, row["hypothesis"])
@@ -159,7 +160,7 @@ def test_nli_labels_follow_the_planted_rule(suite: Path, world: World, split: st
 
 
 def test_copa_answer_is_the_opposite_pole_of_the_same_topic(suite: Path, world: World) -> None:
-    for row in _load(suite, REGISTRY["syn_copa"], "validation", "en"):
+    for row in _load(suite, SYNTHETIC["syn_copa"], "validation", "en"):
         topics, poles = _topic_and_pole(world, _concepts(world, row["premise"]))
         fits = []
         for choice in row["choices"]:
@@ -173,7 +174,7 @@ def test_targets_train_on_common_words_and_are_evaluated_on_all(suite: Path, wor
     assert len(common) == world.num_concepts // 2
     for key in ("syn_nli", "syn_copa"):
         for split in ("train", "validation"):
-            rows = _load(suite, REGISTRY[key], split, "en")
+            rows = _load(suite, SYNTHETIC[key], split, "en")
             seen = {c for row in rows for c in _concepts(world, row["premise"])}
             assert (seen <= common) == (split == "train"), (key, split)
 
@@ -181,7 +182,7 @@ def test_targets_train_on_common_words_and_are_evaluated_on_all(suite: Path, wor
 def test_the_conflicting_task_flips_the_rare_words(suite: Path, world: World) -> None:
     from xlt_search.synthetic.generate import stance_of
 
-    for row in _load(suite, REGISTRY["syn_stance"], "train", "en"):
+    for row in _load(suite, SYNTHETIC["syn_stance"], "train", "en"):
         first = {stance_of(world, c) for c in _concepts(world, row["sentence1"])}
         second = _concepts(world, row["sentence2"])
         assert len(first) == 1 and not any(world.common[c] for c in second)
@@ -217,7 +218,7 @@ def test_every_word_is_a_token_and_inputs_are_short(suite: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(suite / "encoder")
-    for task in REGISTRY.values():
+    for task in SYNTHETIC.values():
         data = _load(suite, task, "validation", task.languages[-1])
         first = {c: task.column(c) for c in KIND_FIELDS[task.kind]}
         for row in data:
@@ -236,8 +237,9 @@ def test_every_word_is_a_token_and_inputs_are_short(suite: Path) -> None:
 
 
 def test_planted_relatedness_covers_the_pool() -> None:
-    assert len(DEFAULT_POOL) == 9 and set(DEFAULT_POOL) <= set(REGISTRY)
-    assert {REGISTRY[key].kind for key in DEFAULT_POOL} == set(KIND_FIELDS)
+    assert len(DEFAULT_POOL) == 9 and set(DEFAULT_POOL) <= set(SYNTHETIC)
+    # every kind that trains (retrieval does not)
+    assert {SYNTHETIC[key].kind for key in DEFAULT_POOL} == set(KIND_FIELDS) - {"retrieval"}
     assert set(RELATEDNESS) == set(TARGETS)
     for target, planted in RELATEDNESS.items():
         assert set(planted) == set(DEFAULT_POOL), target
@@ -246,16 +248,16 @@ def test_planted_relatedness_covers_the_pool() -> None:
         assert labels.count("neutral") >= 2
         assert labels.count("conflicting") >= 1
     for key in DEFAULT_POOL:
-        task = REGISTRY[key]
-        assert task.languages == ("en",) and set(task.source.data_files or {}) == {
+        task = SYNTHETIC[key]
+        assert task.languages == ("en",) and set(task.sources[0].data_files or {}) == {
             "train",
             "validation",
         }
 
 
 def test_language_families(world: World) -> None:
-    assert LANGUAGES["en"].family == "english"
-    families = {code: lang.family for code, lang in LANGUAGES.items() if code != "en"}
+    assert synthetic.ALL_LANGUAGES == ("en", *(lang.code for lang in synthetic.LANGUAGES))
+    families = {lang.code: lang.family for lang in synthetic.LANGUAGES}
     assert sorted(set(families.values())) == ["synthetic-close", "synthetic-far"]
     assert sum(f == "synthetic-close" for f in families.values()) >= 2
     assert sum(f == "synthetic-far" for f in families.values()) >= 2

@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xlt_search.errors import UserError
+
+if TYPE_CHECKING:
+    from xlt_search.tasks import Task
 
 EXIT_USER_ERROR = 2
 
@@ -51,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     curves.add_argument("--out", type=Path, default=Path("curves"), help="where to write CSV + PNG")
     curves.set_defaults(command=_curves)
 
-    tasks = commands.add_parser("tasks", help="list the registered tasks")
+    tasks = commands.add_parser("tasks", help="list the registered tasks, or show one")
+    tasks.add_argument("task", nargs="?", help="show this task's whole declaration")
+    tasks.add_argument("--spec", type=Path, help="include the tasks a spec adds or changes")
     tasks.set_defaults(command=_tasks)
     return parser
 
@@ -88,15 +94,60 @@ def _curves(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from xlt_search.tasks import REGISTRY
+    from xlt_search.tasks import REGISTRY, get_task
 
-    rows = [("task", "kind", "source", "languages", "metric")]
-    for task in REGISTRY.values():
-        languages = ",".join(task.languages)
-        rows.append((task.key, task.kind, task.source.path, languages, task.metric))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    registry = REGISTRY
+    if args.spec is not None:
+        from xlt_search.spec import load_spec
+
+        registry = load_spec(args.spec).registry
+    if args.task:
+        print(describe_task(get_task(args.task, registry)))
+        return 0
+    rows = [("task", "kind", "metric", "source", "languages")]
+    for task in registry.values():
+        languages = ",".join(task.languages) if len(task.languages) > 1 else "en only"
+        rows.append((task.key, task.kind, task.metric, task.origin or "(your files)", languages))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    noted = [task for task in registry.values() if task.note]
+    if noted:
+        print("\nnotes (`xlt-search tasks TASK` shows a task's whole declaration):")
+        for task in noted:
+            print(f"  {task.key}: {task.note}")
     return 0
+
+
+def describe_task(task: Task) -> str:
+    """A task's declaration, field by field, as `xlt-search tasks TASK` prints it."""
+    lines = [f"{task.key}: {task.description}", f"  kind        {task.kind}"]
+    lines.append(f"  metric      {task.metric}")
+    for source in task.sources:
+        config = f", config {source.name}" if source.name else ""
+        revision = f", revision {source.revision}" if source.revision else ""
+        splits = ", ".join(f"{ours}={theirs}" for ours, theirs in source.splits.items())
+        lines.append(f"  source      {source.path}{config}{revision} ({splits})")
+        if source.data_files:
+            lines += [
+                f"              {split}: {files}" for split, files in source.data_files.items()
+            ]
+    if not task.sources:
+        lines.append("  source      none registered: point the task at your files")
+    columns = ", ".join(
+        f"{field} <- {'+'.join(ref) if isinstance(ref, tuple) else ref}"
+        for field, ref in task.columns.items()
+    )
+    lines.append(f"  columns     {columns}")
+    if task.labels or task.num_labels:
+        named = f": {', '.join(task.labels)}" if task.labels else ""
+        lines.append(f"  labels      {task.num_labels}{named}")
+    lines.append(f"  languages   {', '.join(task.languages)}")
+    if task.train_tasks:
+        lines.append(f"  trains on   {' then '.join(task.train_tasks)} (English)")
+    if task.unanswerable:
+        lines.append("  no answer   some questions have none")
+    if task.note:
+        lines.append(f"  note        {task.note}")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ and a second search with the same tokenizer and lengths reuses them. Trials draw
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -24,11 +25,28 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from datasets.exceptions import DatasetNotFoundError
 
-from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS, Language, Task
+from xlt_search.errors import UserError
+from xlt_search.tasks.base import (
+    KIND_FIELDS,
+    OPTIONAL_FIELDS,
+    ColumnRef,
+    DataSource,
+    Language,
+    Task,
+)
 
 # Bump when the tokenization below changes, so caches made by older code are not reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+class DataError(UserError):
+    """A task whose data does not fit its declaration (a missing column, split or label)."""
+
+
+class DataUnavailable(UserError):
+    """A dataset that cannot be read: not on disk, and the hub unreachable."""
 
 
 @dataclass(frozen=True)
@@ -80,29 +98,95 @@ class PreparedData:
             raise KeyError(f"task {key} was not prepared for this search") from None
 
 
-def load_task_split(task: Task | str, split: str, language: str) -> datasets.Dataset:
+def load_task_split(
+    task: Task | str, split: str, language: str, *, mirror: str | Path | None = None
+) -> datasets.Dataset:
     """One split of a task in one language, with the canonical columns of its kind (untokenized).
 
-    Goes through `datasets.load_dataset(source.path, source.name, data_files=..., split=...,
-    revision=...)`, with ``{lang}`` and ``{synthetic_root}`` filled in.
+    Each source goes through `datasets.load_dataset(path, name, data_files=..., split=...,
+    revision=...)` with its placeholders filled in, and the sources that have the split are
+    concatenated. A hub source is read from ``<mirror>/<hub id>`` when that folder exists (a copy
+    made with ``hf download <hub id> --repo-type dataset --local-dir <mirror>/<hub id>``).
+    Data that cannot be reached raises `DataUnavailable`, one line naming the fix.
     """
     task = _as_task(task)
-    source = task.source
-    if split not in source.splits:
-        raise ValueError(
-            f"task {task.key} has no '{split}' split; it has {', '.join(source.splits)}"
-        )
-    source_split = _fill(source.splits[split], language)
+    if not task.sources:
+        raise DataUnavailable(f"task {task.key} has no data source. {task.note}".strip())
+    parts = [
+        _load_source(task, source, split, language, mirror)
+        for source in task.sources
+        if split in source.splits
+    ]
+    if not parts:
+        have = sorted({name for source in task.sources for name in source.splits})
+        raise DataError(f"task {task.key} has no '{split}' split; it has {', '.join(have)}")
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _load_source(
+    task: Task, source: DataSource, split: str, language: str, mirror: str | Path | None
+) -> datasets.Dataset:
+    code = source.code(language)
+    source_split = _fill(source.splits[split], code)
     kwargs: dict[str, Any] = {"split": source_split}
     if source.data_files is not None:
         if split not in source.data_files:
-            raise ValueError(f"task {task.key} declares no data file for its '{split}' split")
-        kwargs["data_files"] = {source_split: _fill(source.data_files[split], language)}
-    if source.revision is not None:
+            raise DataError(f"task {task.key} declares no data file for its '{split}' split")
+        kwargs["data_files"] = {_split_name(source_split): _fill(source.data_files[split], code)}
+        kwargs["split"] = _split_name(source_split)
+    path = _local_copy(source, mirror)
+    if source.revision is not None and path == source.path:
         kwargs["revision"] = source.revision
-    name = _fill(source.name, language) if source.name is not None else None
-    raw = datasets.load_dataset(source.path, name, **kwargs)
+    name = _fill(source.name, code) if source.name is not None else None
+    try:
+        raw = datasets.load_dataset(path, name, **kwargs)
+    except (ConnectionError, FileNotFoundError, DatasetNotFoundError) as error:
+        raise DataUnavailable(_unavailable(task, source, name, mirror, error)) from None
+    except RuntimeError as error:
+        if "scripts are no longer supported" not in str(error):
+            raise
+        raise DataUnavailable(
+            f"dataset {source.path} for task {task.key} is a loading script, which datasets 4+ "
+            "cannot run; give the source a revision with Parquet files (often "
+            "refs/convert/parquet) or point the task at local files, in the spec's tasks section"
+        ) from None
+    except ValueError as error:  # an unknown config or split
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"task {task.key}: loading {source.path} ({name}): {detail}") from None
+    if source.language_column is not None:
+        raw = raw.filter(lambda value: value.startswith(code), input_columns=source.language_column)
     return _canonical_columns(task, raw)
+
+
+def _split_name(source_split: str) -> str:
+    """A name for local files' split: a ``+``-joined hub split name is not a valid one."""
+    return source_split if "+" not in source_split else "train"
+
+
+def _local_copy(source: DataSource, mirror: str | Path | None) -> str:
+    """The mirror's copy of a hub source, when it has one; otherwise the source's own path."""
+    if mirror is not None and source.is_hub:
+        local = Path(mirror).expanduser() / source.path
+        if local.is_dir():
+            return str(local)
+    return source.path
+
+
+def _unavailable(
+    task: Task, source: DataSource, name: str | None, mirror: str | Path | None, error: Exception
+) -> str:
+    if not source.is_hub:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "not found"
+        return f"task {task.key}: cannot read its data files ({detail}). {task.note}".strip()
+    config = f" (config {name})" if name else ""
+    where = f"{mirror}/{source.path}" if mirror is not None else f"MIRROR/{source.path}"
+    fix = f"set data.mirror: {mirror}" if mirror is not None else "set data.mirror: MIRROR"
+    return (
+        f"dataset {source.path}{config} for task {task.key} is neither on the hub (unreachable "
+        f"from here) nor in the local cache{' or the mirror' if mirror is not None else ''}; "
+        f"on a machine with network run `hf download {source.path} --repo-type dataset "
+        f"--local-dir {where}`, copy it here and {fix} in the spec"
+    )
 
 
 def prepare_data(
@@ -113,22 +197,32 @@ def prepare_data(
     cache_dir: Path,
     seed: int,
     *,
+    max_train_examples_per_task: Mapping[str, int] | None = None,
     registry: Mapping[str, Task] | None = None,
     languages: Mapping[str, Language] | None = None,
+    mirror: str | Path | None = None,
 ) -> PreparedData:
     """Tokenize every requested split into `cache_dir` (once; later calls reuse the files).
 
     Each split is saved under a fingerprint of the tokenizer, `max_seq_length`, the train cap and
-    seed, the task's declaration and its source (file contents, or hub id and revision). Training
-    splits larger than `max_train_examples` are subsampled, deterministically from `seed`.
-    `registry` and `languages` default to the task registry's.
+    seed, the task's declaration and its sources (file contents, a mirror's file listing, or hub
+    id and revision). Training splits larger than their cap (`max_train_examples`, or the task's
+    own in `max_train_examples_per_task`) are subsampled, deterministically from `seed`. `registry` and
+    `languages` default to the task registry's; `mirror` is where hub datasets are copied to.
     """
     from transformers import AutoTokenizer
 
     registry, languages = _registries(registry, languages)
     if max_seq_length < 8:
         raise ValueError(f"max_seq_length must be at least 8, got {max_seq_length}")
-    tok = AutoTokenizer.from_pretrained(tokenizer)
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+    except OSError as error:  # not a local folder, not in the hub cache, hub unreachable
+        raise DataUnavailable(
+            f"model {tokenizer} cannot be loaded ({str(error).strip().splitlines()[0]}); offline, "
+            f"download it where there is network (`hf download {tokenizer} --local-dir DIR`), "
+            "copy DIR here and set model: DIR in the spec"
+        ) from None
     if not tok.is_fast or tok.pad_token_id is None:
         raise ValueError(
             f"tokenizer {tokenizer} must be a fast tokenizer with a padding token "
@@ -141,23 +235,23 @@ def prepare_data(
     splits: dict[str, str] = {}
     for request in dict.fromkeys(requests):  # unique, in order
         task = _lookup(registry, request.task)
-        cap = max_train_examples if request.split == "train" else None
+        cap = None
+        if request.split == "train":
+            cap = (max_train_examples_per_task or {}).get(request.task, max_train_examples)
         fingerprint = _digest(
             FORMAT_VERSION,
             tokenizer_id,
             max_seq_length,
             cap,
             seed if cap is not None else None,
-            task.kind,
-            repr(task.source),
-            sorted(task.columns.items()),
+            repr(dataclasses.replace(task, description="", note="")),
             request.split,
             request.language,
-            _source_id(task, request.split, request.language),
+            _source_id(task, request.split, request.language, mirror),
         )
         target = cache_dir / f"{request.task}.{request.split}.{request.language}-{fingerprint[:16]}"
         if not (target / "dataset_info.json").exists():
-            dataset = load_task_split(task, request.split, request.language)
+            dataset = load_task_split(task, request.split, request.language, mirror=mirror)
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
@@ -184,21 +278,25 @@ def tokenize(
 
     classification: ``input_ids``, ``labels``; multiple_choice: ``input_ids`` [choices][tokens],
     ``labels``; tagging: ``input_ids``, ``labels`` per token (first sub-token of a word; -100
-    elsewhere); span: ``input_ids``, ``start_positions``, ``end_positions`` (0 when there is no
-    answer or it was truncated away) and, for evaluation, each token's character offsets in the
-    context (-1 outside it), the ``context`` and the gold ``answers``.
+    elsewhere); span: one row per window of the context (`span_windows`) with ``input_ids``,
+    ``start_positions`` and ``end_positions`` (0 when the window holds no answer) and, for
+    evaluation, the ``example`` it came from, each token's character offsets in the context (-1
+    outside it), the ``context`` and the gold ``answers``; retrieval: ``input_ids`` (the query)
+    and ``candidate_ids`` (its translation).
     """
     functions = {
         "classification": _tokenize_classification,
         "multiple_choice": _tokenize_multiple_choice,
         "tagging": _tokenize_tagging,
         "span": _tokenize_span,
+        "retrieval": _tokenize_retrieval,
     }
     if task.kind in ("classification", "multiple_choice"):
         dataset = dataset.filter(lambda label: label >= 0, input_columns="label")
     return dataset.map(
         functions[task.kind],
         batched=True,
+        with_indices=task.kind == "span",
         remove_columns=dataset.column_names,
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_seq_length},
         load_from_cache_file=False,
@@ -241,24 +339,59 @@ def _tokenize_tagging(batch: dict, tokenizer: Any, max_length: int) -> dict:
     return {"input_ids": encoded["input_ids"], "labels": labels}
 
 
-def _tokenize_span(batch: dict, tokenizer: Any, max_length: int) -> dict:
-    encoded = tokenizer(
+def _tokenize_retrieval(batch: dict, tokenizer: Any, max_length: int) -> dict:
+    return {
+        "input_ids": tokenizer(batch["query"], truncation=True, max_length=max_length)["input_ids"],
+        "candidate_ids": tokenizer(batch["candidate"], truncation=True, max_length=max_length)[
+            "input_ids"
+        ],
+    }
+
+
+def span_windows(max_length: int) -> tuple[int, int]:
+    """(question tokens kept, tokens shared by consecutive windows) for span QA at `max_length`.
+
+    A question longer than a third of the sequence is cut, so every window keeps room for the
+    context; a long context is read in windows that overlap by a sixth of the sequence, as
+    SQuAD-style readers do (an answer cut by one window is whole in the next).
+    """
+    return max(1, max_length // 3), max(1, max_length // 6)
+
+
+def _tokenize_span(batch: dict, indices: list[int], tokenizer: Any, max_length: int) -> dict:
+    question_tokens, stride = span_windows(max_length)
+    questions = tokenizer(
         batch["question"],
+        add_special_tokens=False,
+        truncation=True,
+        max_length=question_tokens,
+        return_offsets_mapping=True,
+    )["offset_mapping"]
+    cut = [
+        q[: spans[-1][1]] if spans else q
+        for q, spans in zip(batch["question"], questions, strict=True)
+    ]
+    encoded = tokenizer(
+        cut,
         batch["context"],
         truncation="only_second",
         max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
     out: dict[str, list] = {
         "input_ids": encoded["input_ids"],
         "start_positions": [],
         "end_positions": [],
+        "example": [],
         "offset_start": [],
         "offset_end": [],
-        "context": batch["context"],
-        "answers": [list(a["text"]) for a in batch["answers"]],
+        "context": [],
+        "answers": [],
     }
-    for i, answers in enumerate(batch["answers"]):
+    for i, source in enumerate(encoded["overflow_to_sample_mapping"]):
+        answers = batch["answers"][source]
         in_context = [s == 1 for s in encoded.sequence_ids(i)]
         offsets = encoded["offset_mapping"][i]
         starts = [o[0] if c else -1 for o, c in zip(offsets, in_context, strict=True)]
@@ -273,8 +406,11 @@ def _tokenize_span(batch: dict, tokenizer: Any, max_length: int) -> dict:
                 start_token, end_token = covering_start[0], covering_end[-1]
         out["start_positions"].append(start_token)
         out["end_positions"].append(end_token)
+        out["example"].append(indices[source])
         out["offset_start"].append(starts)
         out["offset_end"].append(ends)
+        out["context"].append(batch["context"][source])
+        out["answers"].append(list(answers["text"]))
     return out
 
 
@@ -292,7 +428,8 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
 
     Gives ``input_ids`` and ``attention_mask`` ([batch, tokens]; [batch, choices, tokens] for
     multiple choice, with ``choice_mask`` when examples have different numbers of choices) and the
-    labels of the kind, as tensors; span batches keep their evaluation columns, when present, as lists.
+    labels of the kind, as tensors; span batches keep their evaluation columns, when present, as
+    lists; retrieval batches hold the candidates as ``candidate_ids`` and ``candidate_mask``.
     """
     if kind == "multiple_choice":
         per_example = [len(choices) for choices in rows["input_ids"]]
@@ -325,10 +462,13 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
         batch["start_positions"] = torch.as_tensor(np.asarray(rows["start_positions"], np.int64))
         batch["end_positions"] = torch.as_tensor(np.asarray(rows["end_positions"], np.int64))
         if "offset_start" in rows:
+            batch["example"] = [int(example) for example in rows["example"]]
             batch["offset_start"] = _pad(rows["offset_start"], -1)[0].tolist()
             batch["offset_end"] = _pad(rows["offset_end"], -1)[0].tolist()
             batch["context"] = list(rows["context"])
             batch["answers"] = [list(a) for a in rows["answers"]]
+    elif kind == "retrieval":
+        batch["candidate_ids"], batch["candidate_mask"] = _pad(rows["candidate_ids"], pad_token_id)
     else:
         raise ValueError(f"unknown task kind '{kind}'")
     return batch
@@ -479,7 +619,7 @@ def _fill(template: str, language: str) -> str:
     fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     unknown = fields - {"lang", "synthetic_root"}
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"unknown placeholder {{{sorted(unknown)[0]}}} in '{template}'; "
             "known: {lang}, {synthetic_root}"
         )
@@ -492,38 +632,119 @@ def _fill(template: str, language: str) -> str:
 
 
 def _canonical_columns(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
-    """Keep the kind's fields, renamed from the source's column names to the canonical ones."""
-    mapping = {}
+    """The kind's fields, named canonically, read from the source's columns as `task.columns`
+    maps them; labels and tags become class indices (-1 for an unlabelled row)."""
+    plan: dict[str, ColumnRef] = {}
     for canonical in KIND_FIELDS[task.kind]:
-        column = task.column(canonical)
-        if column is None:
+        ref = task.column(canonical)
+        if ref is None:
             if canonical in OPTIONAL_FIELDS:
                 continue
-            raise ValueError(f"task {task.key} maps no column to the '{canonical}' field")
-        if column not in raw.column_names:
-            raise ValueError(
-                f"task {task.key}: column '{column}' (for '{canonical}') is not in the data; "
-                f"it has {', '.join(raw.column_names)}"
+            raise DataError(f"task {task.key} maps no column to the '{canonical}' field")
+        for column in (ref,) if isinstance(ref, str) else ref:
+            if column.split(".")[0] not in raw.column_names:
+                raise DataError(
+                    f"task {task.key}: column '{column}' (for '{canonical}') is not in the data; "
+                    f"it has {', '.join(raw.column_names)}"
+                )
+        plan[canonical] = ref
+    label_field = {"classification": "label", "multiple_choice": "label", "tagging": "tags"}
+    labelled = label_field.get(task.kind)
+    needs_lookup = labelled is not None and _is_string(raw.features, plan[labelled])
+    if needs_lookup and not task.labels:
+        raise DataError(
+            f"task {task.key}: its '{plan[labelled]}' column holds strings; declare the task's "
+            "labels (their names in class order) so they can be mapped to class indices"
+        )
+    if all(isinstance(ref, str) and "." not in ref for ref in plan.values()) and not needs_lookup:
+        dataset = raw.select_columns(list(plan.values()))
+        renames = {ref: canonical for canonical, ref in plan.items() if ref != canonical}
+        dataset = dataset.rename_columns(renames) if renames else dataset
+    else:
+        dataset = raw.map(
+            _canonical_batch,
+            batched=True,
+            remove_columns=raw.column_names,
+            fn_kwargs={
+                "plan": plan,
+                "labelled": labelled if needs_lookup else None,
+                "index": {name: i for i, name in enumerate(task.labels)},
+            },
+            desc=f"reading {task.key}",
+        )
+    if (
+        labelled is not None
+    ):  # plain int64 class indices: sources with other label names concatenate
+        kind = datasets.Value("int64")
+        dataset = dataset.cast_column(
+            labelled, kind if labelled == "label" else datasets.List(kind)
+        )
+    return dataset
+
+
+def _is_string(features: datasets.Features, ref: ColumnRef) -> bool:
+    if not isinstance(ref, str) or "." in ref:
+        return False
+    feature: Any = features[ref]
+    while not hasattr(feature, "dtype") and hasattr(feature, "feature"):
+        feature = feature.feature  # a list of values
+    return getattr(feature, "dtype", None) in ("string", "large_string")
+
+
+def _canonical_batch(
+    batch: dict[str, list], plan: Mapping[str, ColumnRef], labelled: str | None, index: dict
+) -> dict[str, list]:
+    out = {}
+    for canonical, ref in plan.items():
+        if isinstance(ref, tuple):
+            parts = zip(*(batch[column] for column in ref), strict=True)
+            out[canonical] = (
+                [list(row) for row in parts]
+                if canonical == "choices"
+                else [" ".join(str(part) for part in row if part) for row in parts]
             )
-        mapping[column] = canonical
-    dataset = raw.select_columns(list(mapping))
-    renames = {source: canonical for source, canonical in mapping.items() if source != canonical}
-    return dataset.rename_columns(renames) if renames else dataset
+        elif "." in ref:
+            column, inner = ref.split(".", 1)
+            out[canonical] = [row[inner] for row in batch[column]]
+        else:
+            out[canonical] = batch[ref]
+    if labelled == "label":
+        # stripped: some sources end string labels with a newline (SocialIQA's "1\n")
+        out["label"] = [index.get(str(value).strip(), -1) for value in out["label"]]
+    elif labelled == "tags":
+        out["tags"] = [[index[tag] for tag in tags] for tags in out["tags"]]
+    return out
 
 
-def _source_id(task: Task, split: str, language: str) -> str:
-    """A split's source identity: local files by content (wherever they live), hub data by id and
-    revision."""
-    source = task.source
-    if source.data_files is None or split not in source.data_files:
-        return f"{source.path}:{source.name}:{source.revision}"
-    pattern = _fill(source.data_files[split], language)
-    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+def _source_id(task: Task, split: str, language: str, mirror: str | Path | None) -> list[str]:
+    """The identity of a split's data: local files by content (wherever they live), a mirrored
+    hub dataset by its files' names, sizes and times, hub data by id and revision."""
+    ids = []
+    for source in task.sources:
+        if split not in source.splits:
+            continue
+        local = _local_copy(source, mirror)
+        if source.data_files is not None and split in source.data_files:
+            pattern = _fill(source.data_files[split], source.code(language))
+            files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            ids.append(_content_digest([Path(name) for name in files]))
+        elif local != source.path:
+            listing = sorted(
+                (str(path.relative_to(local)), path.stat().st_size, path.stat().st_mtime_ns)
+                for path in Path(local).rglob("*")
+                if path.is_file() and ".cache" not in path.parts
+            )
+            ids.append(_digest(listing))
+        else:
+            ids.append(f"{source.path}:{source.name}:{source.revision}")
+    return ids
+
+
+def _content_digest(files: Sequence[Path]) -> str:
     hasher = hashlib.sha256()
-    for name in files:
-        path = Path(name)
+    for path in files:
         if not path.is_file():
-            return f"{source.path}:{pattern}:{source.revision}"  # a remote URL: datasets handles it
+            return f"missing:{path}"  # loading reports it
         hasher.update(f"{path.stat().st_size}:".encode())
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -1,4 +1,5 @@
-"""Evaluation metrics, all on a 0-1 scale: accuracy, macro F1, SQuAD's exact match and token F1.
+"""Evaluation metrics, all on a 0-1 scale: accuracy, macro F1, entity F1 (NER), SQuAD's exact
+match and token F1, retrieval accuracy.
 
 A task's declared `metric` names one of `METRICS_BY_KIND[task.kind]`.
 """
@@ -10,11 +11,15 @@ import re
 import string
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
+
 METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1"),
     "multiple_choice": ("accuracy",),
-    "tagging": ("accuracy", "f1"),
+    "tagging": ("accuracy", "f1", "entity_f1"),
     "span": ("exact_match", "f1"),
+    "retrieval": ("accuracy",),
 }
 
 
@@ -43,19 +48,72 @@ def macro_f1(predictions: Sequence[int], labels: Sequence[int]) -> float:
 
 
 def tagging_scores(
-    predictions: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], ignore_index: int = -100
+    predictions: Sequence[Sequence[int]],
+    labels: Sequence[Sequence[int]],
+    names: Sequence[str] = (),
+    ignore_index: int = -100,
 ) -> dict[str, float]:
-    """Token accuracy and macro F1 over the positions whose label is not `ignore_index`."""
-    flat_predictions, flat_labels = [], []
+    """Token accuracy and macro F1 over the positions whose label is not `ignore_index`; with the
+    tags' `names` in BIO form (``B-PER``, ``I-PER``, ``O``), also entity F1 (`entity_f1`)."""
+    flat_predictions, flat_labels, sequences = [], [], []
     for predicted, gold in zip(predictions, labels, strict=True):
-        for p, y in zip(predicted, gold, strict=True):
-            if y != ignore_index:
-                flat_predictions.append(p)
-                flat_labels.append(y)
-    return {
+        kept = [(p, y) for p, y in zip(predicted, gold, strict=True) if y != ignore_index]
+        flat_predictions += [p for p, _ in kept]
+        flat_labels += [y for _, y in kept]
+        sequences.append(kept)
+    scores = {
         "accuracy": accuracy(flat_predictions, flat_labels),
         "f1": macro_f1(flat_predictions, flat_labels),
     }
+    if names:
+        scores["entity_f1"] = entity_f1(
+            [[names[p] for p, _ in kept] for kept in sequences],
+            [[names[y] for _, y in kept] for kept in sequences],
+        )
+    return scores
+
+
+def entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
+    """The (type, first, last) entities of a BIO tag sequence, as CoNLL's evaluation reads them:
+    an I- tag that does not continue an entity of its type starts one."""
+    found, current = set(), None
+    for position, tag in enumerate([*tags, "O"]):
+        prefix, _, kind = tag.partition("-")
+        continues = prefix == "I" and current is not None and current[0] == kind
+        if current is not None and not continues:
+            found.add((current[0], current[1], position - 1))
+            current = None
+        if prefix in ("B", "I") and not continues:
+            current = (kind, position)
+    return found
+
+
+def entity_f1(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]]) -> float:
+    """Micro F1 of exactly matching entities (type and extent) over BIO-tagged sequences."""
+    predicted = gold = correct = 0
+    for predicted_tags, gold_tags in zip(predictions, labels, strict=True):
+        mine, theirs = entities(predicted_tags), entities(gold_tags)
+        predicted, gold, correct = (
+            predicted + len(mine),
+            gold + len(theirs),
+            correct + len(mine & theirs),
+        )
+    if predicted == 0 or gold == 0 or correct == 0:
+        return float(predicted == gold == 0)
+    precision, recall = correct / predicted, correct / gold
+    return 2 * precision * recall / (precision + recall)
+
+
+def retrieval_accuracy(queries: torch.Tensor, candidates: torch.Tensor) -> float:
+    """The share of queries ([n, dim] embeddings) whose nearest candidate by cosine similarity is
+    their own (row i's translation is candidate i): Tatoeba's measure."""
+    if len(queries) != len(candidates):
+        raise ValueError(f"{len(queries)} queries for {len(candidates)} candidates")
+    if not len(queries):
+        raise ValueError("retrieval accuracy of an empty evaluation set")
+    similarity = F.normalize(queries.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
+    nearest = similarity.argmax(dim=1)
+    return float((nearest == torch.arange(len(queries), device=nearest.device)).float().mean())
 
 
 def normalize_answer(text: str) -> str:

@@ -2,12 +2,13 @@
 
 Heads by task kind: classification pools the first token (dropout, linear); multiple choice scores
 each (context, choice) pair by its first token; tagging is a linear layer per token; span extraction
-predicts start and end logits per token.
+predicts start and end logits per token. Retrieval has no head: sentences are compared by their
+mean-pooled embeddings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -149,11 +150,13 @@ def decode_spans(
     end_logits: torch.Tensor,
     batch: Mapping[str, Any],
     max_answer_tokens: int = 30,
-) -> list[str]:
-    """The best answer text per example.
+) -> list[tuple[int, str, float, float]]:
+    """Per window of a context: (its example, the best answer text, that span's score, the
+    "no answer" score).
 
-    The span inside the context (start <= end, at most `max_answer_tokens`) with the highest start +
-    end score, or "" when "no answer" (both at position 0) scores higher.
+    The best span lies inside the context (start <= end, at most `max_answer_tokens`) with the
+    highest start + end score; "no answer" scores position 0 as both start and end. A window with
+    no context token has no span: "" with score -inf.
     """
     offset_start = torch.tensor(batch["offset_start"], device=start_logits.device)
     offset_end = torch.tensor(batch["offset_end"], device=start_logits.device)
@@ -167,13 +170,40 @@ def decode_spans(
     allowed = allowed[None] & in_context[:, :, None] & in_context[:, None, :]
     scores = scores.masked_fill(~allowed, float("-inf"))
     best = scores.flatten(1).max(dim=1)
-    null_scores = start_logits[:, 0] + end_logits[:, 0]
-    answers = []
+    null_scores = (start_logits[:, 0] + end_logits[:, 0]).tolist()
+    values, indices = best.values.tolist(), best.indices.tolist()
+    windows = []
     for i, context in enumerate(batch["context"]):
-        score, flat = float(best.values[i]), int(best.indices[i])
-        if score == float("-inf") or float(null_scores[i]) > score:
-            answers.append("")
-            continue
-        start, end = divmod(flat, length)
-        answers.append(context[int(offset_start[i, start]) : int(offset_end[i, end])])
-    return answers
+        text = ""
+        if values[i] != float("-inf"):
+            start, end = divmod(indices[i], length)
+            text = context[int(offset_start[i, start]) : int(offset_end[i, end])]
+        windows.append((batch["example"][i], text, values[i], null_scores[i]))
+    return windows
+
+
+def pick_answers(
+    windows: Iterable[tuple[int, str, float, float]], unanswerable: bool
+) -> dict[int, str]:
+    """Each example's answer from its windows: the best-scoring span over them all; "" instead
+    when the task has unanswerable questions and "no answer" (its lowest score over the windows,
+    as SQuAD v2.0 readers take it) beats that span."""
+    best: dict[int, tuple[str, float, float]] = {}
+    for example, text, score, null in windows:
+        kept_text, kept_score, kept_null = best.get(example, ("", float("-inf"), float("inf")))
+        if score > kept_score:
+            kept_text, kept_score = text, score
+        best[example] = (kept_text, kept_score, min(kept_null, null))
+    return {
+        example: "" if unanswerable and null > score else text
+        for example, (text, score, null) in best.items()
+    }
+
+
+def mean_pooled(
+    encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Sentence embeddings: the encoder's last hidden states averaged over the real tokens."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

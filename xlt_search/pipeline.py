@@ -8,7 +8,8 @@ protocol (Phang et al. 2020, X-STILTs):
    task, batches drawn by a task sampler; every `report_every_steps` a *probe* scores the encoder so
    far (a short fine-tune of a copy on each target's English data, then zero-shot evaluation);
 3. target phase: one copy of the intermediate encoder per target, fine-tuned on the target's English
-   training data, the copies stepped in turn and evaluated every `report_every_steps`;
+   training data, the copies stepped in turn and evaluated every `report_every_steps`; a
+   retrieval target (Tatoeba) is not fine-tuned: it scores the intermediate encoder as it is;
 4. the score: per target the mean over its non-English dev sets, then the mean over targets.
 
 `budget_steps` counts optimizer steps of the intermediate phase and the target fine-tunes (not the
@@ -33,8 +34,15 @@ from transformers import PreTrainedModel
 
 from xlt_search.data import BatchStream, PreparedData, SplitRequest, eval_batches
 from xlt_search.errors import TrialDiverged, UnknownTaskError, did_you_mean
-from xlt_search.metrics import METRICS_BY_KIND, accuracy, macro_f1, squad_scores, tagging_scores
-from xlt_search.model import MultiTaskModel, decode_spans, load_encoder
+from xlt_search.metrics import (
+    METRICS_BY_KIND,
+    accuracy,
+    macro_f1,
+    retrieval_accuracy,
+    squad_scores,
+    tagging_scores,
+)
+from xlt_search.model import MultiTaskModel, decode_spans, load_encoder, mean_pooled, pick_answers
 from xlt_search.task_sampler import TaskSampler
 from xlt_search.tasks.base import Task
 
@@ -45,10 +53,15 @@ EVAL_BATCH_MULTIPLIER = 4  # evaluation batches hold this many training batches'
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """A target task and the languages it is evaluated on ("en" included when the task has it)."""
+    """A target task and the languages it is evaluated on ("en" included when the task has it).
+
+    `fine_tuned` is False for a retrieval target: no training, its score is the encoder's as the
+    intermediate phase leaves it.
+    """
 
     task: str
     languages: tuple[str, ...]
+    fine_tuned: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,14 @@ class TrialConfig:
         )
 
     @property
+    def fine_tuned_targets(self) -> tuple[TargetConfig, ...]:
+        return tuple(target for target in self.targets if target.fine_tuned)
+
+    @property
     def max_budget_steps(self) -> int:
         """The budget_steps of the last report (no intermediate steps when the subset is empty)."""
         intermediate = self.intermediate_steps if self.tasks else 0
-        return intermediate + self.target_steps * len(self.targets)
+        return intermediate + self.target_steps * len(self.fine_tuned_targets)
 
 
 # report(metrics, save_state): save_state(folder) writes what `resume_from=folder` needs. Call it
@@ -113,7 +130,8 @@ def required_splits(
                 f"unknown task '{target.task}'{did_you_mean(target.task, registry)}"
             )
         task = registry[target.task]
-        requests += [SplitRequest(key, "train", "en") for key in _train_tasks(task)]
+        if target.fine_tuned:
+            requests += [SplitRequest(key, "train", "en") for key in _train_tasks(task)]
         requests += [SplitRequest(target.task, "validation", lang) for lang in target.languages]
     return list(dict.fromkeys(requests))
 
@@ -249,6 +267,11 @@ def probe(
     """
     device = encoder.device
     task = data.task(target.task)
+    if not target.fine_tuned:
+        return {
+            lang: evaluate_retrieval(encoder, eval_sets[target.task, lang])
+            for lang in target.languages
+        }
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(_seed(config.seed, "probe", target.task, step))
         model = MultiTaskModel(copy.deepcopy(encoder), {target.task: (task.kind, task.num_labels)})
@@ -280,10 +303,23 @@ def target_phase(
     report: Reporter,
     state: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Fine-tune a copy of `encoder` per target, in lockstep; evaluate zero-shot at each report."""
+    """Fine-tune a copy of `encoder` per target, in lockstep; evaluate zero-shot at each report.
+
+    Retrieval targets are scored once, on `encoder` before any fine-tuning.
+    """
     device = encoder.device
-    targets = config.targets
+    targets = config.fine_tuned_targets
     tasks = {target.task: data.task(target.task) for target in targets}
+    if state is not None:
+        fixed_scores = state["fixed_scores"]
+    else:
+        fixed_scores = {
+            t.task: {
+                lang: evaluate_retrieval(encoder, eval_sets[t.task, lang]) for lang in t.languages
+            }
+            for t in config.targets
+            if not t.fine_tuned
+        }
     models, optimizers, schedulers, training = {}, {}, {}, {}
     for i, target in enumerate(targets):
         task = tasks[target.task]
@@ -315,6 +351,23 @@ def target_phase(
         _set_rng_state(state["rng"], device)
         position, metrics = state["position"], dict(state["metrics"])
 
+    if total == 0:  # retrieval targets only: nothing to fine-tune, one report
+        metrics = _metrics(fixed_scores, data.families, start, None, phase=1, final=True)
+        report(
+            metrics,
+            partial(
+                _save_targets,
+                config=config,
+                models={},
+                optimizers={},
+                schedulers={},
+                training={},
+                position=0,
+                metrics=metrics,
+                fixed_scores=fixed_scores,
+            ),
+        )
+        return metrics
     loss_sum, loss_steps = torch.zeros((), device=device), 0
     while position < total:
         target = targets[position % len(targets)]  # the targets take one step each in turn
@@ -340,6 +393,7 @@ def target_phase(
                 }
                 for t in targets
             }
+            scores.update(fixed_scores)
             metrics = _metrics(scores, data.families, budget_steps, loss, phase=1, final=final)
             save_state = partial(
                 _save_targets,
@@ -350,6 +404,7 @@ def target_phase(
                 training=training,
                 position=position,
                 metrics=metrics,
+                fixed_scores=fixed_scores,
             )
             report(metrics, save_state)
     return metrics
@@ -365,23 +420,46 @@ def evaluate(
     try:
         predictions: list[Any] = []
         golds: list[Any] = []
+        gold_answers: dict[int, list[str]] = {}
         for batch in batches:
             _, logits = model(head, batch)
-            if task.kind == "span":
+            if task.kind == "span":  # per window of a context; answers are picked per example
                 predictions += decode_spans(*logits, batch)
-                golds += batch["answers"]
+                gold_answers.update(zip(batch["example"], batch["answers"], strict=True))
             else:  # per example, or per token for tagging
                 predictions += logits.argmax(-1).tolist()
                 golds += batch["labels"].tolist()
     finally:
         model.train(was_training)
     if task.kind == "span":
-        return squad_scores(predictions, golds)[task.metric]
+        answers = pick_answers(predictions, task.unanswerable)
+        examples = sorted(gold_answers)
+        return squad_scores([answers[e] for e in examples], [gold_answers[e] for e in examples])[
+            task.metric
+        ]
     if task.kind == "tagging":
-        return tagging_scores(predictions, golds)[task.metric]
+        return tagging_scores(predictions, golds, task.labels)[task.metric]
     return (
         accuracy(predictions, golds) if task.metric == "accuracy" else macro_f1(predictions, golds)
     )
+
+
+@torch.inference_mode()
+def evaluate_retrieval(encoder: PreTrainedModel, batches: Sequence[Mapping[str, Any]]) -> float:
+    """Retrieval accuracy of `encoder`'s mean-pooled embeddings: each query against every
+    candidate of the evaluation set (dropout off)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        queries = torch.cat(
+            [mean_pooled(encoder, b["input_ids"], b["attention_mask"]) for b in batches]
+        )
+        candidates = torch.cat(
+            [mean_pooled(encoder, b["candidate_ids"], b["candidate_mask"]) for b in batches]
+        )
+    finally:
+        encoder.train(was_training)
+    return retrieval_accuracy(queries, candidates)
 
 
 def _train_step(
@@ -460,7 +538,7 @@ def _metrics(
     scores: Mapping[str, Mapping[str, float]],
     families: Mapping[str, str],
     budget_steps: int,
-    loss: float,
+    loss: float | None,
     phase: int,
     final: bool,
 ) -> dict[str, float]:
@@ -480,7 +558,9 @@ def _metrics(
     metrics["score"] = sum(metrics[f"score.{t}"] for t in scores) / len(scores)
     for family, values in sorted(per_family.items()):
         metrics[f"family.{family}"] = sum(values) / len(values)
-    metrics.update({"loss": loss, "phase": float(phase), "final": float(final)})
+    if loss is not None:  # None: no training step since the last report
+        metrics["loss"] = loss
+    metrics.update({"phase": float(phase), "final": float(final)})
     return metrics
 
 
@@ -528,6 +608,7 @@ def _save_targets(
     training: Mapping[str, _TargetTraining],
     position: int,
     metrics: Mapping[str, float],
+    fixed_scores: Mapping[str, Mapping[str, float]],
 ) -> None:
     _write_state(
         folder,
@@ -536,6 +617,7 @@ def _save_targets(
             "phase": "target",
             "position": position,
             "metrics": dict(metrics),
+            "fixed_scores": {key: dict(scores) for key, scores in fixed_scores.items()},
             "models": {key: model.state_dict() for key, model in models.items()},
             "optimizers": {key: opt.state_dict() for key, opt in optimizers.items()},
             "schedulers": {key: sched.state_dict() for key, sched in schedulers.items()},
@@ -571,7 +653,9 @@ def _resume_identity(config: TrialConfig) -> dict[str, Any]:
     identity = dataclasses.asdict(config)
     for name in ("device", "num_threads"):  # where a trial runs does not change what it computes
         identity.pop(name)
-    identity["targets"] = [[t["task"], list(t["languages"])] for t in identity["targets"]]
+    identity["targets"] = [
+        [t["task"], list(t["languages"]), t["fine_tuned"]] for t in identity["targets"]
+    ]
     identity["tasks"] = list(identity["tasks"])
     return identity
 
@@ -642,6 +726,14 @@ def _check_config(config: TrialConfig, data: PreparedData) -> None:
             )
         if not any(lang != "en" for lang in target.languages):
             raise ValueError(f"target {task.key} needs a non-English language to score transfer")
+        if target.fine_tuned != (task.kind != "retrieval"):
+            raise ValueError(
+                f"target {task.key}: a {task.kind} target is "
+                f"{'not ' if task.kind == 'retrieval' else ''}fine-tuned (fine_tuned="
+                f"{task.kind != 'retrieval'})"
+            )
+        if not target.fine_tuned:
+            continue
         for key in _train_tasks(task):
             source = data.task(key)
             if source.kind != task.kind or (

@@ -81,7 +81,8 @@ def describe_plan(plan: SearchPlan) -> str:
         lines.append("per size    " + "  ".join(f"k={k}: {n}" for k, n in plan.per_size.items()))
     lines += [
         f"budget      {budget.intermediate_steps} intermediate + {budget.target_steps} x "
-        f"{len(spec.targets)} target steps = {spec.max_budget_steps} budget_steps per trial "
+        f"{len(spec.fine_tuned_targets)} target steps = {spec.max_budget_steps} budget_steps "
+        "per trial "
         f"(report every {budget.report_every_steps}, probe {budget.probe_steps} steps)",
         f"scheduler   {budget.scheduler}"
         + (
@@ -91,6 +92,10 @@ def describe_plan(plan: SearchPlan) -> str:
             else ""
         ),
         f"worst case  {plan.num_trials * spec.max_budget_steps} budget_steps in all",
+        f"data        max_seq_length {spec.data.max_seq_length}, train cap "
+        f"{spec.data.max_train_examples or 'none'}"
+        + "".join(f", {k}: {v}" for k, v in spec.data.max_train_examples_per_task.items())
+        + (f"; hub datasets from the mirror {spec.data.mirror}" if spec.data.mirror else ""),
         f"resources   {spec.resources.cpu:g} cpu, {spec.resources.gpu:g} gpu per trial; "
         f"at most {spec.max_concurrent_trials or 'unlimited'} at once",
         "hyperparams "
@@ -129,12 +134,16 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")
     started = time.perf_counter()
     data = prepare_data(
-        required_splits(spec.pool, _target_configs(spec)),
+        required_splits(spec.pool, _target_configs(spec), spec.registry),
         tokenizer=model,
         max_seq_length=spec.data.max_seq_length,
         max_train_examples=spec.data.max_train_examples,
+        max_train_examples_per_task=spec.data.max_train_examples_per_task,
         cache_dir=_cache_dir(spec),
         seed=spec.seed,
+        registry=spec.registry,
+        languages=spec.known_languages,
+        mirror=spec.data.mirror,
     )
     print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")
 
@@ -197,10 +206,15 @@ def _cache_dir(spec: SearchSpec) -> Path:
 
 def _target_configs(spec: SearchSpec) -> tuple[Any, ...]:
     from xlt_search.pipeline import TargetConfig
-    from xlt_search.tasks import get_task
 
+    registry = spec.registry
     return tuple(
-        TargetConfig(t.task, t.languages or get_task(t.task).languages) for t in spec.targets
+        TargetConfig(
+            t.task,
+            t.languages or registry[t.task].languages,
+            fine_tuned=registry[t.task].kind != "retrieval",
+        )
+        for t in spec.targets
     )
 
 

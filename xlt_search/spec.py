@@ -5,6 +5,7 @@ Every mistake is one line that names the key and the fix; a typo'd key suggests 
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
 import os
@@ -17,6 +18,8 @@ from typing import Any, Literal
 import yaml
 
 from xlt_search.errors import SpecError, UserError, did_you_mean
+from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, POOLS, REGISTRY, Language, Task
+from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
 
 SAMPLERS = ("stratified", "random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo")
@@ -85,11 +88,18 @@ class ResourcesSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Tokenization and caching of every task split the search needs."""
+    """Tokenization and caching of every task split the search needs, and where hub data is.
+
+    `max_train_examples` caps every training split (subsampled deterministically from the seed);
+    `max_train_examples_per_task` sets a task's own cap. `mirror` is a folder of hub datasets
+    copied as ``<mirror>/<hub id>`` (for air-gapped machines).
+    """
 
     max_seq_length: int = 128
     max_train_examples: int | None = None
+    max_train_examples_per_task: dict[str, int] = field(default_factory=dict)
     cache_dir: str | None = None  # None: $XLT_SEARCH_CACHE or ~/.cache/xlt-search
+    mirror: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,9 +116,9 @@ class SearchSpec:
 
     name: str
     model: str
-    pool: tuple[str, ...]
     targets: tuple[TargetSpec, ...]
     budget: BudgetSpec
+    pool: tuple[str, ...] = PHANG2020_POOL
     subsets: SubsetSpec = field(default_factory=SubsetSpec)
     hyperparameters: dict[str, Domain] = field(default_factory=dict)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
@@ -118,6 +128,23 @@ class SearchSpec:
     data: DataSpec = field(default_factory=DataSpec)
     mlflow: MLflowSpec = field(default_factory=MLflowSpec)
     storage_path: str = "xlt_runs"
+    tasks: dict[str, Task] = field(default_factory=dict)  # the spec's own tasks and changes
+    languages: dict[str, Language] = field(default_factory=dict)  # the spec's own languages
+
+    @property
+    def registry(self) -> dict[str, Task]:
+        """The tasks this search knows: the registry's, with the spec's added or changed."""
+        return {**REGISTRY, **self.tasks}
+
+    @property
+    def known_languages(self) -> dict[str, Language]:
+        return {**LANGUAGES, **self.languages}
+
+    @property
+    def fine_tuned_targets(self) -> tuple[TargetSpec, ...]:
+        """The targets that are fine-tuned (all but retrieval ones)."""
+        registry = self.registry
+        return tuple(t for t in self.targets if registry[t.task].kind != "retrieval")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -127,7 +154,9 @@ class SearchSpec:
     @property
     def max_budget_steps(self) -> int:
         """A trial's whole budget: intermediate steps plus every target's fine-tuning steps."""
-        return self.budget.intermediate_steps + self.budget.target_steps * len(self.targets)
+        return self.budget.intermediate_steps + self.budget.target_steps * len(
+            self.fine_tuned_targets
+        )
 
     @property
     def grace_period_steps(self) -> int:
@@ -167,9 +196,17 @@ def parse_spec(raw: Any) -> SearchSpec:
             "the spec must be a mapping of keys (name, model, pool, targets, budget, ...)"
         )
     raw = dict(raw)
-    raw["hyperparameters"] = _parse_hyperparameters(raw.get("hyperparameters") or {})
-    raw["targets"] = [{"task": t} if isinstance(t, str) else t for t in raw.get("targets") or []]
+    hyperparameters = _parse_hyperparameters(raw.pop("hyperparameters", None) or {})
+    languages = _parse_languages(raw.pop("languages", None) or {})
+    tasks = _parse_tasks(raw.pop("tasks", None) or {})
+    if "targets" in raw:
+        raw["targets"] = [{"task": t} if isinstance(t, str) else t for t in raw["targets"] or []]
+    if isinstance(raw.get("pool"), str) and raw["pool"] in POOLS:
+        raw["pool"] = list(POOLS[raw["pool"]])
     spec = _build(SearchSpec, raw, "")
+    spec = dataclasses.replace(
+        spec, hyperparameters=hyperparameters, tasks=tasks, languages=languages
+    )
     _check(spec)
     return spec
 
@@ -177,6 +214,10 @@ def parse_spec(raw: Any) -> SearchSpec:
 def spec_to_dict(spec: SearchSpec) -> dict[str, Any]:
     """The spec as plain data that `parse_spec` reads back (defaults made explicit)."""
     data = dataclasses.asdict(spec)
+    for task in data["tasks"].values():
+        task.pop("key")
+    for language in data["languages"].values():
+        language.pop("code")
     data["hyperparameters"] = {
         name: domain.values[0] if domain.kind == "constant" else {domain.kind: list(domain.values)}
         for name, domain in spec.hyperparameters.items()
@@ -190,6 +231,35 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def _parse_tasks(raw: Any) -> dict[str, Task]:
+    """The spec's `tasks:` section: a registered task's key with the fields to change (e.g. its
+    sources, to read a local copy), or a new key with a whole declaration."""
+    if not isinstance(raw, dict):
+        raise SpecError("tasks: expected a mapping of task key -> declaration or changes")
+    tasks = {}
+    for key, fields in raw.items():
+        where = f"tasks.{key}"
+        if not isinstance(fields, dict):
+            raise SpecError(f"{where}: expected a mapping of task fields, got {fields!r}")
+        if "key" in fields:
+            raise SpecError(f"{where}: the key is the mapping's name; remove 'key'")
+        if key in REGISTRY:
+            changes = _build(Task, {"key": key, **fields}, f"{where}.", partial=True)
+            tasks[key] = dataclasses.replace(REGISTRY[key], **changes)
+        else:
+            tasks[key] = _build(Task, {"key": key, **fields}, f"{where}.")
+    return tasks
+
+
+def _parse_languages(raw: Any) -> dict[str, Language]:
+    if not isinstance(raw, dict):
+        raise SpecError("languages: expected a mapping of code -> {name, family, script}")
+    return {
+        code: _build(Language, {"code": code, **(fields or {})}, f"languages.{code}.")
+        for code, fields in raw.items()
+    }
 
 
 def _parse_hyperparameters(raw: Any) -> dict[str, Domain]:
@@ -242,8 +312,11 @@ def _coerce(value: Any, kind: type, key: str) -> Any:
     raise SpecError(f"{key}: expected {kind.__name__}, got {value!r}")
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Build dataclass `cls` from a mapping, checking keys and types field by field."""
+def _build(cls: type, raw: Any, prefix: str, partial: bool = False) -> Any:
+    """Build dataclass `cls` from a mapping, checking keys and types field by field.
+
+    With `partial`, return only the converted fields that `raw` gives (changes to an instance).
+    """
     where = prefix.rstrip(".") or "the spec"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping, got {raw!r}")
@@ -258,11 +331,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     values = {}
     for name, f in fields.items():
         if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if missing and not partial:
                 raise SpecError(f"missing key '{prefix}{name}'")
             continue
         values[name] = _convert(raw[name], hints[name], f"{prefix}{name}")
-    return cls(**values)
+    return values if partial else cls(**values)
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
@@ -272,8 +346,13 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, key)
+        options = [a for a in args if a is not type(None)]
+        for inner in options[:-1]:  # the first that fits (str before a list of str)
+            try:
+                return _convert(value, inner, key)
+            except SpecError:
+                continue
+        return _convert(value, options[-1], key)
     if origin is Literal:
         if value not in args:
             raise SpecError(
@@ -287,8 +366,10 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise SpecError(f"{key}: expected a list, got {value!r}")
         return tuple(_convert(item, args[0], f"{key}[{i}]") for i, item in enumerate(value))
-    if origin is dict:
-        return value  # hyperparameters: parsed beforehand
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, dict):
+            raise SpecError(f"{key}: expected a mapping, got {value!r}")
+        return {str(name): _convert(item, args[1], f"{key}.{name}") for name, item in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or isinstance(value, bool) and hint is not bool:
@@ -304,18 +385,22 @@ def _check(spec: SearchSpec) -> None:
     def fail(message: str) -> None:
         raise SpecError(message)
 
+    registry, languages = spec.registry, spec.known_languages
+    for task in spec.tasks.values():
+        _check_task(task, registry, languages)
     if not spec.pool:
         fail("pool: the pool of intermediate tasks is empty; list at least one task")
     if len(set(spec.pool)) != len(spec.pool):
         fail("pool: a task is listed twice")
     for key in spec.pool:
-        get_task(key)
+        if get_task(key, registry).kind == "retrieval":
+            fail(f"pool: {key} is a retrieval task, which has nothing to train on; remove it")
     if not spec.targets:
         fail("targets: list at least one target task")
     for target in spec.targets:
-        task = get_task(target.task)
+        task = get_task(target.task, registry)
         for code in target.languages:
-            get_language(code)
+            get_language(code, languages)
             if code not in task.languages:
                 fail(
                     f"targets: {target.task} has no '{code}' data; "
@@ -325,6 +410,12 @@ def _check(spec: SearchSpec) -> None:
             fail(
                 f"targets: {target.task} needs at least one non-English language to score transfer"
             )
+    for key, cap in spec.data.max_train_examples_per_task.items():
+        get_task(key, registry)
+        if cap < 1:
+            fail(f"data.max_train_examples_per_task.{key}: must be at least 1")
+    if spec.data.max_train_examples is not None and spec.data.max_train_examples < 1:
+        fail("data.max_train_examples: must be at least 1 (or null for no cap)")
     for size in spec.subsets.sizes:
         if not 1 <= size <= len(spec.pool):
             fail(
@@ -365,3 +456,40 @@ def _check(spec: SearchSpec) -> None:
     if spec.max_concurrent_trials < 0 or spec.max_failures < 0:
         fail("max_concurrent_trials and max_failures must be >= 0")
     check_tracking_scheme(spec.tracking_uri)
+
+
+def _check_task(task: Task, registry: dict[str, Task], languages: dict[str, Language]) -> None:
+    """A task declared or changed in the spec: its columns fit its kind, its metric applies, its
+    languages and training tasks exist."""
+    from xlt_search.metrics import METRICS_BY_KIND
+    from xlt_search.tasks import get_language, get_task
+
+    where = f"tasks.{task.key}"
+    fields = KIND_FIELDS[task.kind]
+    for name in task.columns:
+        if name not in fields:
+            raise SpecError(
+                f"{where}.columns: '{name}' is not a field of {task.kind} tasks"
+                f"{did_you_mean(name, fields)}; they read {', '.join(fields)}"
+            )
+    for name in fields:
+        if name not in task.columns and name not in OPTIONAL_FIELDS:
+            raise SpecError(
+                f"{where}.columns: map a column to '{name}' ({task.kind} tasks read it)"
+            )
+    if task.metric not in METRICS_BY_KIND[task.kind]:
+        raise SpecError(
+            f"{where}.metric: '{task.metric}' does not apply to {task.kind} tasks; use one of "
+            f"{', '.join(METRICS_BY_KIND[task.kind])}"
+        )
+    if task.labels and len(task.labels) != task.num_labels:
+        raise SpecError(
+            f"{where}: {len(task.labels)} labels named but num_labels is {task.num_labels}"
+        )
+    if task.kind in ("classification", "tagging") and task.num_labels < 2:
+        raise SpecError(f"{where}.num_labels: a {task.kind} task needs at least 2 labels")
+    for code in task.languages:
+        get_language(code, languages)
+    for key in task.train_tasks:
+        if get_task(key, registry).kind != task.kind:
+            raise SpecError(f"{where}.train_tasks: {key} is not a {task.kind} task")

@@ -104,8 +104,6 @@ def build_world(seed: int = WORLD_SEED) -> World:
     english = tuple(_new_word(rng, "en", taken) for _ in range(num_concepts))
     lexicons: dict[str, tuple[str, ...]] = {"en": english}
     for language in LANGUAGES:
-        if language.code == "en":
-            continue
         num_shared = round(SHARED_SHARE[language.family] * num_concepts)
         shared = set(rng.sample(range(num_concepts), num_shared))
         lexicons[language.code] = tuple(

@@ -9,22 +9,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-TaskKind = Literal["classification", "multiple_choice", "tagging", "span"]
-TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging", "span")
+TaskKind = Literal["classification", "multiple_choice", "tagging", "span", "retrieval"]
+TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging", "span", "retrieval")
 
-# The canonical fields each kind reads; `Task.columns` maps them to the source's column names.
-#   classification:  text_a, text_b (optional: pair tasks), label (int)
-#   multiple_choice: context, choices (a list column), label (int: index of the right choice)
-#   tagging:         tokens (list of words), tags (list of ints)
-#   span:            context, question, answers ({"text": [...], "answer_start": [...]}, SQuAD's shape;
-#                    empty lists mean no answer)
+# The canonical fields each kind reads; `Task.columns` maps them to the source's columns.
+#   classification:  text_a, text_b (optional: pair tasks), label
+#   multiple_choice: context, choices (a list), label (the index of the right choice)
+#   tagging:         tokens (a list of words), tags (a list, one per word)
+#   span:            context, question, answers ({"text": [...], "answer_start": [...]}, SQuAD's
+#                    shape; empty lists mean no answer)
+#   retrieval:       query, candidate (a sentence and its translation; no training)
+# A label or tag is an int (the class index) or, when the task declares `labels`, a string looked
+# up in them; anything else (-1, "") marks an unlabelled row, which is dropped.
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "classification": ("text_a", "text_b", "label"),
     "multiple_choice": ("context", "choices", "label"),
     "tagging": ("tokens", "tags"),
     "span": ("context", "question", "answers"),
+    "retrieval": ("query", "candidate"),
 }
 OPTIONAL_FIELDS: frozenset[str] = frozenset({"text_b"})
+TEXT_FIELDS: frozenset[str] = frozenset({"text_a", "text_b", "context", "question"})
+
+# A column mapping's value: a column, a field of a struct column ("choices.text"), or several
+# columns: text fields join them with a space (Cosmos QA's context + question), `choices` makes
+# them a list (COPA's choice1, choice2).
+ColumnRef = str | tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -41,10 +51,14 @@ class Language:
 class DataSource:
     """Where a task's data lives, as arguments to `datasets.load_dataset`.
 
-    `path` is a hub id (``"facebook/xnli"``) or a packaged builder (``"json"``, ``"parquet"``,
-    ``"csv"``) for local files. `name` (a hub config) and the values of `data_files` may hold
-    ``{lang}`` (the language being loaded) and ``{synthetic_root}`` (the synthetic suite's folder,
-    filled in at load time). `splits` maps our split names (train, validation, test) to the source's.
+    `path` is a hub id (``"facebook/xnli"``), a local folder laid out like a hub repository, or a
+    packaged builder (``"json"``, ``"parquet"``, ``"csv"``) for local files. `name` (a hub
+    config), the values of `splits` and those of `data_files` may hold ``{lang}`` (the language
+    being loaded, spelt as `language_codes` maps it: ``udpos.{lang}`` with ``en: English``) and
+    ``{synthetic_root}`` (the synthetic suite's folder). `splits` maps our split names (train,
+    validation, test) to the source's; a ``+`` joins several (``dev_r1+dev_r2+dev_r3``).
+    `language_column`, for a split that mixes languages (TyDiQA), keeps the rows whose column
+    starts with the language's `language_codes` spelling.
     """
 
     path: str
@@ -54,27 +68,51 @@ class DataSource:
         default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
     )
     revision: str | None = None
+    language_codes: Mapping[str, str] = field(default_factory=dict)
+    language_column: str | None = None
+
+    def code(self, language: str) -> str:
+        """How this source spells `language` (our ISO code unless `language_codes` says otherwise)."""
+        return self.language_codes.get(language, language)
+
+    @property
+    def is_hub(self) -> bool:
+        """Whether `path` names a hub dataset (``owner/name``) rather than a builder or files."""
+        return self.data_files is None and "/" in self.path and not self.path.startswith((".", "/"))
 
 
 @dataclass(frozen=True)
 class Task:
     """One task: an intermediate task, a target task, or both.
 
-    `languages` are the languages the task has evaluation data in ("en" first when it has English).
-    A target trains on the English training data of `train_tasks` in order (XCOPA: SIQA then COPA);
-    empty means its own English train split.
+    `sources` are read in order and concatenated, split by split (ANLI+ is ANLI's three rounds,
+    MNLI and SNLI); a source that lacks a split adds nothing to it. `languages` are the languages
+    the task has evaluation data in ("en" first when it has English). A target trains on the
+    English training data of `train_tasks` in order (XCOPA: SIQA then COPA); empty means its own
+    English train split; a retrieval target trains on nothing. `labels` names the classes (tags)
+    in index order, and maps string labels in the data to their index. `unanswerable`: a span
+    task whose questions may have no answer in the context (SQuAD v2.0), so "no answer" can be
+    predicted. `note`: how to get the data where the hub has no ready copy.
     """
 
     key: str
     kind: TaskKind
-    source: DataSource
-    columns: Mapping[str, str]
+    sources: tuple[DataSource, ...]
+    columns: Mapping[str, ColumnRef]
     num_labels: int
     metric: str
     languages: tuple[str, ...] = ("en",)
     train_tasks: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    unanswerable: bool = False
     description: str = ""
+    note: str = ""
 
-    def column(self, canonical: str) -> str | None:
-        """The source column for a canonical field, or None when the task lacks that field."""
+    def column(self, canonical: str) -> ColumnRef | None:
+        """The source column(s) for a canonical field, or None when the task lacks that field."""
         return self.columns.get(canonical)
+
+    @property
+    def origin(self) -> str:
+        """Where the data comes from, for listings: the hub ids, or the local builder."""
+        return "+".join(dict.fromkeys(source.path for source in self.sources))

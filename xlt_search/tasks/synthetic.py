@@ -15,14 +15,14 @@ from xlt_search.tasks.base import DataSource, Language, Task
 
 Relatedness = Literal["helpful", "neutral", "conflicting"]
 
+# The synthetic languages; English is the registry's (`xlt_search.tasks.languages`).
 LANGUAGES: tuple[Language, ...] = (
-    Language(code="en", name="English", family="english", script="Latn"),
     Language(code="xc1", name="Synthetic Close 1", family="synthetic-close", script="Latn"),
     Language(code="xc2", name="Synthetic Close 2", family="synthetic-close", script="Latn"),
     Language(code="xf1", name="Synthetic Far 1", family="synthetic-far", script="Latn"),
     Language(code="xf2", name="Synthetic Far 2", family="synthetic-far", script="Latn"),
 )
-ALL_LANGUAGES: tuple[str, ...] = tuple(language.code for language in LANGUAGES)
+ALL_LANGUAGES: tuple[str, ...] = ("en", *(language.code for language in LANGUAGES))
 
 
 def _english_only(key: str) -> DataSource:
@@ -57,7 +57,7 @@ TARGETS: tuple[Task, ...] = (
     Task(
         key="syn_nli",
         kind="classification",
-        source=_multilingual("syn_nli"),
+        sources=(_multilingual("syn_nli"),),
         columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
         num_labels=3,
         metric="accuracy",
@@ -68,7 +68,7 @@ TARGETS: tuple[Task, ...] = (
     Task(
         key="syn_copa",
         kind="multiple_choice",
-        source=_multilingual("syn_copa"),
+        sources=(_multilingual("syn_copa"),),
         columns={"context": "premise", "choices": "choices", "label": "label"},
         num_labels=2,
         metric="accuracy",
@@ -81,7 +81,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_sentiment",
         kind="classification",
-        source=_english_only("syn_sentiment"),
+        sources=(_english_only("syn_sentiment"),),
         columns=_SINGLE,
         num_labels=2,
         metric="accuracy",
@@ -90,7 +90,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_topic_choice",
         kind="multiple_choice",
-        source=_english_only("syn_topic_choice"),
+        sources=(_english_only("syn_topic_choice"),),
         columns=_CHOICE,
         num_labels=4,
         metric="accuracy",
@@ -99,7 +99,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_pole_tags",
         kind="tagging",
-        source=_english_only("syn_pole_tags"),
+        sources=(_english_only("syn_pole_tags"),),
         columns=_TAGS,
         num_labels=2,
         metric="accuracy",
@@ -108,16 +108,17 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_pole_span",
         kind="span",
-        source=_english_only("syn_pole_span"),
+        sources=(_english_only("syn_pole_span"),),
         columns=_SPAN,
         num_labels=2,
         metric="exact_match",
+        unanswerable=True,
         description="SQuAD-2-shaped: find the one word of the pole the question names, if any",
     ),
     Task(
         key="syn_kind",
         kind="classification",
-        source=_english_only("syn_kind"),
+        sources=(_english_only("syn_kind"),),
         columns=_SINGLE,
         num_labels=4,
         metric="accuracy",
@@ -126,7 +127,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_next_choice",
         kind="multiple_choice",
-        source=_english_only("syn_next_choice"),
+        sources=(_english_only("syn_next_choice"),),
         columns=_CHOICE,
         num_labels=4,
         metric="accuracy",
@@ -135,7 +136,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_kind_tags",
         kind="tagging",
-        source=_english_only("syn_kind_tags"),
+        sources=(_english_only("syn_kind_tags"),),
         columns=_TAGS,
         num_labels=4,
         metric="accuracy",
@@ -144,7 +145,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_kind_span",
         kind="span",
-        source=_english_only("syn_kind_span"),
+        sources=(_english_only("syn_kind_span"),),
         columns=_SPAN,
         num_labels=2,
         metric="exact_match",
@@ -153,7 +154,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_stance",
         kind="classification",
-        source=_english_only("syn_stance"),
+        sources=(_english_only("syn_stance"),),
         columns=_PAIR,
         num_labels=2,
         metric="accuracy",

@@ -1,0 +1,73 @@
+"""Natural language inference: ANLI+ and MNLI (intermediate), XNLI (target, trained on MNLI)."""
+
+from __future__ import annotations
+
+from xlt_search.tasks.base import DataSource, Task
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+_NLI_COLUMNS = {"text_a": "premise", "text_b": "hypothesis", "label": "label"}
+_MNLI = DataSource(
+    "nyu-mll/glue", "mnli", splits={"train": "train", "validation": "validation_matched"}
+)
+
+TASKS: tuple[Task, ...] = (
+    Task(
+        key="anli_plus",
+        kind="classification",
+        sources=(
+            DataSource(
+                "facebook/anli",
+                "plain_text",
+                splits={
+                    "train": "train_r1+train_r2+train_r3",
+                    "validation": "dev_r1+dev_r2+dev_r3",
+                },
+            ),
+            DataSource("nyu-mll/glue", "mnli", splits={"train": "train"}),
+            DataSource("stanfordnlp/snli", "plain_text", splits={"train": "train"}),
+        ),
+        columns=_NLI_COLUMNS,
+        num_labels=3,
+        metric="accuracy",
+        labels=NLI_LABELS,
+        description="ANLI rounds 1-3 + MNLI + SNLI training data, ANLI dev sets",
+    ),
+    Task(
+        key="mnli",
+        kind="classification",
+        sources=(_MNLI,),
+        columns=_NLI_COLUMNS,
+        num_labels=3,
+        metric="accuracy",
+        labels=NLI_LABELS,
+        description="MultiNLI (validation: the matched dev set)",
+    ),
+    Task(
+        key="xnli",
+        kind="classification",
+        sources=(DataSource("facebook/xnli", "{lang}"),),
+        columns=_NLI_COLUMNS,
+        num_labels=3,
+        metric="accuracy",
+        languages=(
+            "en",
+            "ar",
+            "bg",
+            "de",
+            "el",
+            "es",
+            "fr",
+            "hi",
+            "ru",
+            "sw",
+            "th",
+            "tr",
+            "ur",
+            "vi",
+            "zh",
+        ),
+        train_tasks=("mnli",),
+        labels=NLI_LABELS,
+        description="cross-lingual NLI, 15 languages; trains on English MNLI",
+    ),
+)

@@ -7,14 +7,19 @@ JSON-lines files), independently of the synthetic suite.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from xlt_search.synthetic.encoder import save_encoder
-from xlt_search.tasks.base import DataSource, Language, Task
+# Tests never reach the hub: a dataset or model missing here fails at once instead of after
+# retries (set before `datasets` and `huggingface_hub` read it, at import).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from xlt_search.synthetic.encoder import save_encoder  # noqa: E402
+from xlt_search.tasks.base import DataSource, Language, Task  # noqa: E402
 
 TOY_WORDS = 40
 TOY_LANGUAGES: tuple[Language, ...] = (

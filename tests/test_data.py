@@ -22,6 +22,7 @@ from xlt_search.data import (
     eval_batches,
     load_task_split,
     prepare_data,
+    span_windows,
     tokenize,
 )
 from xlt_search.tasks.base import DataSource, Task
@@ -117,11 +118,32 @@ def test_tagging_labels_the_first_sub_token_only(tmp_path: Path) -> None:
     wordpiece = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]"
     )
-    task = Task("t", "tagging", DataSource("json"), {"tokens": "t", "tags": "g"}, 3, "accuracy")
-    raw = datasets.Dataset.from_list([{"tokens": ["abcd", "ef", "ab"], "tags": [2, 1, 0]}])
+    task = Task("t", "tagging", (DataSource("json"),), {"tokens": "t", "tags": "g"}, 3, "accuracy")
+    raw = datasets.Dataset.from_list([{"tokens": ["abcd", "ef", "ab"], "tags": [2, 1, -1]}])
     row = tokenize(task, raw, wordpiece, max_seq_length=32)[0]
     assert row["input_ids"] == [4, 5, 6, 4]
-    assert row["labels"] == [2, -100, 1, 0]
+    assert row["labels"] == [2, -100, 1, -100]  # -1 marks an untagged word: not scored
+
+
+def test_string_tags_map_through_the_labels_and_unknown_ones_are_named(
+    toy_world: ToyWorld, tmp_path: Path
+) -> None:
+    path = tmp_path / "tags.jsonl"
+    path.write_text('{"words": ["w1", "w2"], "pos": ["NOUN", "VERB"]}\n')
+    task = Task(
+        "t",
+        "tagging",
+        (DataSource("json", data_files={"train": str(path)}),),
+        {"tokens": "words", "tags": "pos"},
+        2,
+        "accuracy",
+        labels=("VERB", "NOUN"),
+    )
+    assert load_task_split(task, "train", "en")["tags"] == [[1, 0]]
+    with pytest.raises(DataError, match="tags NOUN are not among the task's 1 declared labels"):
+        load_task_split(dataclasses.replace(task, labels=("VERB",), num_labels=1), "train", "en")
+    with pytest.raises(DataError, match="holds strings; declare the task's labels"):
+        load_task_split(dataclasses.replace(task, labels=()), "train", "en")
 
 
 def test_span_positions_point_at_the_answer(toy_world: ToyWorld, tokenizer) -> None:
@@ -150,9 +172,77 @@ def test_span_positions_point_at_the_answer(toy_world: ToyWorld, tokenizer) -> N
     assert context[start:end] == "w7 w8"
     assert first["offset_start"][:4] == [-1, -1, -1, -1]
     assert (rows[1]["start_positions"], rows[1]["end_positions"]) == (0, 0)
-    # truncated away: the answer's word does not fit, so the example says "no answer"
-    cut = tokenize(task, raw.select([2]), tokenizer, max_seq_length=8)[0]
-    assert (cut["start_positions"], cut["end_positions"]) == (0, 0)
+    assert rows["example"] == [0, 1, 2]  # one window each: the contexts fit
+
+
+def test_a_long_context_is_read_in_overlapping_windows(toy_world: ToyWorld, tokenizer) -> None:
+    task = toy_world.tasks["toy_qa"]
+    context = " ".join(f"w{i}" for i in range(10, 30))  # 20 words
+    answer_start = context.index("w27")
+    raw = datasets.Dataset.from_list(
+        [
+            {"context": "w1 w2", "question": "w3", "answers": {"text": [], "answer_start": []}},
+            {
+                "context": context,
+                "question": " ".join(["w5"] * 12),  # longer than a third of the sequence: cut
+                "answers": {"text": ["w27 w28"], "answer_start": [answer_start]},
+            },
+        ]
+    )
+    max_length = 16
+    question_tokens, stride = span_windows(max_length)
+    rows = tokenize(task, raw, tokenizer, max_seq_length=max_length)
+    windows = [row for row in rows if row["example"] == 1]
+    assert len(windows) > 1 and rows[0]["example"] == 0
+    seen: list[str] = []
+    for row in windows:
+        assert len(row["input_ids"]) <= max_length
+        assert (
+            row["input_ids"][1 : 1 + question_tokens + 1].count(
+                tokenizer.convert_tokens_to_ids("w5")
+            )
+            == question_tokens
+        )
+        words = [
+            context[s:e]
+            for s, e in zip(row["offset_start"], row["offset_end"], strict=True)
+            if s >= 0
+        ]
+        if seen:  # consecutive windows share `stride` words
+            assert words[:stride] == seen[-stride:]
+        seen += words[stride:] if seen else words
+        if "w27" in words and "w28" in words:
+            span = slice(row["start_positions"], row["end_positions"] + 1)
+            assert (
+                context[row["offset_start"][span.start] : row["offset_end"][span.stop - 1]]
+                == "w27 w28"
+            )
+        else:  # the answer is not whole in this window: it points at "no answer"
+            assert (row["start_positions"], row["end_positions"]) == (0, 0)
+    assert seen == context.split()  # the windows cover the whole context
+    assert any(row["start_positions"] > 0 for row in windows)
+
+
+def test_retrieval_rows_hold_both_sentences(toy_world: ToyWorld, tokenizer) -> None:
+    task = dataclasses.replace(
+        toy_world.tasks["toy_nli"],
+        kind="retrieval",
+        columns={"query": "text_a", "candidate": "text_b"},
+        num_labels=0,
+    )
+    raw = datasets.Dataset.from_list([{"query": "w1 w2 w3", "candidate": "w4"}])
+    rows = tokenize(task, raw, tokenizer, max_seq_length=32)
+    assert tokenizer.convert_ids_to_tokens(rows[0]["input_ids"]) == [
+        "<s>",
+        "w1",
+        "w2",
+        "w3",
+        "</s>",
+    ]
+    assert tokenizer.convert_ids_to_tokens(rows[0]["candidate_ids"]) == ["<s>", "w4", "</s>"]
+    batch = collate("retrieval", rows[:1], tokenizer.pad_token_id)
+    assert batch["input_ids"].shape == (1, 5) and batch["candidate_ids"].shape == (1, 3)
+    assert batch["candidate_mask"].tolist() == [[1, 1, 1]]
 
 
 def test_prepared_splits_are_torch_formatted_and_picklable(prepared: PreparedData) -> None:
@@ -224,6 +314,21 @@ def test_train_cap_subsamples_deterministically(toy_world: ToyWorld, tmp_path: P
 
     assert len(ids(a)) == 50
     assert ids(a) == ids(b) != ids(c)
+
+
+def test_a_task_can_have_its_own_cap(toy_world: ToyWorld, tmp_path: Path) -> None:
+    requests = [SplitRequest("toy_nli", "train", "en"), SplitRequest("toy_tags", "train", "en")]
+    requests.append(SplitRequest("toy_nli", "validation", "en"))
+    data = _prepare(
+        toy_world,
+        tmp_path,
+        requests,
+        max_train_examples=100,
+        max_train_examples_per_task={"toy_nli": 20},
+    )
+    assert len(data.load("toy_nli", "train", "en")) == 20
+    assert len(data.load("toy_tags", "train", "en")) == 100  # the cap for every other task
+    assert len(data.load("toy_nli", "validation", "en")) == 60  # caps are for training splits
 
 
 def test_batch_stream_pads_to_the_longest_in_each_batch(prepared: PreparedData) -> None:

@@ -120,3 +120,104 @@ def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(UserError, match="no such spec file"):
         load_spec("search_spaces/nope.yaml")
+
+
+MY_TASK = {
+    "kind": "classification",
+    "sources": [
+        {"path": "csv", "data_files": {"train": "x/train.csv", "validation": "x/{lang}.csv"}}
+    ],
+    "columns": {"text_a": "sentence", "label": "label"},
+    "num_labels": 2,
+    "metric": "accuracy",
+    "languages": ["en", "xx"],
+    "train_tasks": ["syn_sentiment"],
+}
+XX = {"name": "Extra", "family": "Made-up", "script": "Latn"}
+
+
+def test_a_spec_adds_tasks_and_languages_and_changes_registered_tasks() -> None:
+    raw = quickstart()
+    raw["tasks"] = {
+        "my_task": MY_TASK,
+        "ccg": {"sources": [{"path": "json", "data_files": {"train": "ccg/train.jsonl"}}]},
+    }
+    raw["languages"] = {"xx": XX}
+    raw["targets"].append({"task": "my_task", "languages": ["en", "xx"]})
+    raw["data"]["max_train_examples_per_task"] = {"syn_sentiment": 100}
+    spec = parse_spec(raw)
+    mine = spec.registry["my_task"]
+    assert mine.sources[0].data_files == {"train": "x/train.csv", "validation": "x/{lang}.csv"}
+    assert mine.train_tasks == ("syn_sentiment",) and spec.known_languages["xx"].family == "Made-up"
+    ccg = spec.registry["ccg"]
+    assert ccg.sources[0].path == "json" and ccg.num_labels == 1363  # the rest is the registry's
+    assert parse_spec(spec_to_dict(spec)) == spec
+
+
+def test_a_named_pool_and_the_default_pool() -> None:
+    raw = quickstart()
+    raw["pool"] = "synthetic"
+    assert parse_spec(raw).pool == tuple(quickstart()["pool"])
+    raw.pop("pool")
+    raw["subsets"]["sizes"] = [1, 9]
+    from xlt_search.tasks import PHANG2020_POOL
+
+    assert parse_spec(raw).pool == PHANG2020_POOL
+
+
+def test_mistakes_in_a_task_declaration_name_the_field() -> None:
+    def error_with(task: dict) -> str:
+        raw = quickstart()
+        raw["tasks"] = {"my_task": task}
+        raw["languages"] = {"xx": XX}
+        return _error(raw)
+
+    assert "unknown key 'tasks.my_task.colums'" in error_with(
+        {**{k: v for k, v in MY_TASK.items() if k != "columns"}, "colums": MY_TASK["columns"]}
+    )
+    assert "missing key 'tasks.my_task.metric'" in error_with(
+        {k: v for k, v in MY_TASK.items() if k != "metric"}
+    )
+    assert "'text' is not a field of classification tasks" in error_with(
+        {**MY_TASK, "columns": {"text": "sentence", "label": "label"}}
+    )
+    assert "map a column to 'label'" in error_with({**MY_TASK, "columns": {"text_a": "s"}})
+    assert "'exact_match' does not apply to classification" in error_with(
+        {**MY_TASK, "metric": "exact_match"}
+    )
+    assert "3 labels named but num_labels is 2" in error_with(
+        {**MY_TASK, "labels": ["a", "b", "c"]}
+    )
+    assert "syn_pole_span is not a classification task" in error_with(
+        {**MY_TASK, "train_tasks": ["syn_pole_span"]}
+    )
+    assert "unknown language 'yy'" in error_with({**MY_TASK, "languages": ["en", "yy"]})
+    assert "tasks.my_task.kind: 'clasification'" in error_with({**MY_TASK, "kind": "clasification"})
+
+
+def test_retrieval_tasks_train_nothing() -> None:
+    raw = quickstart()
+    raw["pool"] = raw["pool"][:2] + ["tatoeba"]
+    raw["subsets"]["sizes"] = [1]
+    assert "tatoeba is a retrieval task" in _error(raw)
+    raw = quickstart()
+    raw["targets"].append({"task": "tatoeba", "languages": ["de"]})
+    spec = parse_spec(raw)
+    budget = spec.budget
+    assert spec.max_budget_steps == budget.intermediate_steps + 2 * budget.target_steps
+
+
+def test_caps_must_be_positive_and_name_known_tasks() -> None:
+    raw = quickstart()
+    raw["data"]["max_train_examples_per_task"] = {"mnlii": 10}
+    assert "did you mean 'mnli'" in _error(raw)
+    raw["data"]["max_train_examples_per_task"] = {"mnli": 0}
+    assert "max_train_examples_per_task.mnli: must be at least 1" in _error(raw)
+    raw["data"]["max_train_examples_per_task"] = {"xnli": 1000}  # xnli's training data is mnli's
+    assert "xnli trains on mnli; cap mnli instead" in _error(raw)
+
+
+def test_entity_f1_needs_bio_labels() -> None:
+    raw = quickstart()
+    raw["tasks"] = {"panx": {"labels": [], "num_labels": 7}}
+    assert "entity_f1 reads entities from BIO tags" in _error(raw)

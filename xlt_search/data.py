@@ -8,7 +8,6 @@ and a second search with the same tokenizer and lengths reuses them. Trials draw
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -137,11 +136,13 @@ def _load_source(
     path = _local_copy(source, mirror)
     if source.revision is not None and path == source.path:
         kwargs["revision"] = source.revision
+    if source.data_dir is not None:
+        kwargs["data_dir"] = _fill(source.data_dir, code)
     name = _fill(source.name, code) if source.name is not None else None
     try:
         raw = datasets.load_dataset(path, name, **kwargs)
     except (ConnectionError, FileNotFoundError, DatasetNotFoundError) as error:
-        raise DataUnavailable(_unavailable(task, source, name, mirror, error)) from None
+        raise DataUnavailable(_unavailable(task, source, name, path, mirror, error)) from None
     except RuntimeError as error:
         if "scripts are no longer supported" not in str(error):
             raise
@@ -173,19 +174,35 @@ def _local_copy(source: DataSource, mirror: str | Path | None) -> str:
 
 
 def _unavailable(
-    task: Task, source: DataSource, name: str | None, mirror: str | Path | None, error: Exception
+    task: Task,
+    source: DataSource,
+    name: str | None,
+    path: str,
+    mirror: str | Path | None,
+    error: Exception,
 ) -> str:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if not source.is_hub:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else "not found"
         return f"task {task.key}: cannot read its data files ({detail}). {task.note}".strip()
     config = f" (config {name})" if name else ""
-    where = f"{mirror}/{source.path}" if mirror is not None else f"MIRROR/{source.path}"
-    fix = f"set data.mirror: {mirror}" if mirror is not None else "set data.mirror: MIRROR"
+    revision = f" --revision {source.revision}" if source.revision else ""
+    if path != source.path:  # the mirror has a copy, but not what the task reads
+        return (
+            f"dataset {source.path}{config} for task {task.key}: the mirror's copy {path} cannot "
+            f"be read ({detail}); copy it again with `hf download {source.path} --repo-type "
+            f"dataset{revision} --local-dir {path}`"
+        )
+    download = f"`hf download {source.path} --repo-type dataset{revision} --local-dir"
+    if mirror is not None:
+        return (
+            f"dataset {source.path}{config} for task {task.key} is not on the hub (unreachable "
+            f"from here), in the local cache or in the mirror; on a machine with network run "
+            f"{download} {Path(mirror) / source.path}` and copy it here"
+        )
     return (
         f"dataset {source.path}{config} for task {task.key} is neither on the hub (unreachable "
-        f"from here) nor in the local cache{' or the mirror' if mirror is not None else ''}; "
-        f"on a machine with network run `hf download {source.path} --repo-type dataset "
-        f"--local-dir {where}`, copy it here and {fix} in the spec"
+        f"from here) nor in the local cache; on a machine with network run {download} "
+        f"MIRROR/{source.path}`, copy it here and set data.mirror: MIRROR in the spec"
     )
 
 
@@ -244,7 +261,10 @@ def prepare_data(
             max_seq_length,
             cap,
             seed if cap is not None else None,
-            repr(dataclasses.replace(task, description="", note="")),
+            task.kind,
+            repr(task.sources),
+            sorted(task.columns.items()),
+            task.labels,
             request.split,
             request.language,
             _source_id(task, request.split, request.language, mirror),
@@ -333,7 +353,8 @@ def _tokenize_tagging(batch: dict, tokenizer: Any, max_length: int) -> dict:
     for i, tags in enumerate(batch["tags"]):
         previous, row = None, []
         for word in encoded.word_ids(i):
-            row.append(tags[word] if word is not None and word != previous else -100)
+            first = word is not None and word != previous
+            row.append(tags[word] if first and tags[word] >= 0 else -100)  # -1: an untagged word
             previous = word
         labels.append(row)
     return {"input_ids": encoded["input_ids"], "labels": labels}
@@ -712,6 +733,12 @@ def _canonical_batch(
         # stripped: some sources end string labels with a newline (SocialIQA's "1\n")
         out["label"] = [index.get(str(value).strip(), -1) for value in out["label"]]
     elif labelled == "tags":
+        unknown = {tag for tags in out["tags"] for tag in tags if tag not in index}
+        if unknown:
+            raise DataError(
+                f"tags {', '.join(sorted(map(str, unknown))[:5])} are not among the task's "
+                f"{len(index)} declared labels"
+            )
         out["tags"] = [[index[tag] for tag in tags] for tags in out["tags"]]
     return out
 

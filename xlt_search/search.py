@@ -97,7 +97,11 @@ def describe_plan(plan: SearchPlan) -> str:
         + "".join(f", {k}: {v}" for k, v in spec.data.max_train_examples_per_task.items())
         + (f"; hub datasets from the mirror {spec.data.mirror}" if spec.data.mirror else ""),
         f"resources   {spec.resources.cpu:g} cpu, {spec.resources.gpu:g} gpu per trial; "
-        f"at most {spec.max_concurrent_trials or 'unlimited'} at once",
+        + (
+            f"at most {spec.max_concurrent_trials} at once"
+            if spec.max_concurrent_trials
+            else "as many at once as the resources allow"
+        ),
         "hyperparams "
         + (
             "; ".join(f"{n}={_describe_domain(d)}" for n, d in spec.hyperparameters.items())

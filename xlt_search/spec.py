@@ -411,7 +411,12 @@ def _check(spec: SearchSpec) -> None:
                 f"targets: {target.task} needs at least one non-English language to score transfer"
             )
     for key, cap in spec.data.max_train_examples_per_task.items():
-        get_task(key, registry)
+        task = get_task(key, registry)
+        if task.train_tasks:
+            fail(
+                f"data.max_train_examples_per_task.{key}: {key} trains on "
+                f"{' and '.join(task.train_tasks)}; cap {task.train_tasks[0]} instead"
+            )
         if cap < 1:
             fail(f"data.max_train_examples_per_task.{key}: must be at least 1")
     if spec.data.max_train_examples is not None and spec.data.max_train_examples < 1:
@@ -481,6 +486,11 @@ def _check_task(task: Task, registry: dict[str, Task], languages: dict[str, Lang
         raise SpecError(
             f"{where}.metric: '{task.metric}' does not apply to {task.kind} tasks; use one of "
             f"{', '.join(METRICS_BY_KIND[task.kind])}"
+        )
+    if task.metric == "entity_f1" and not any(name.startswith("B-") for name in task.labels):
+        raise SpecError(
+            f"{where}.metric: entity_f1 reads entities from BIO tags; declare the task's labels "
+            "(e.g. [O, B-PER, I-PER, ...])"
         )
     if task.labels and len(task.labels) != task.num_labels:
         raise SpecError(

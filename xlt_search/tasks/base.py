@@ -57,8 +57,10 @@ class DataSource:
     being loaded, spelt as `language_codes` maps it: ``udpos.{lang}`` with ``en: English``) and
     ``{synthetic_root}`` (the synthetic suite's folder). `splits` maps our split names (train,
     validation, test) to the source's; a ``+`` joins several (``dev_r1+dev_r2+dev_r3``).
-    `language_column`, for a split that mixes languages (TyDiQA), keeps the rows whose column
-    starts with the language's `language_codes` spelling.
+    `data_dir` reads one folder of the repository (a config of the hub's Parquet export,
+    ``refs/convert/parquet``, which has folders but no config names). `language_column`, for a
+    split that mixes languages (TyDiQA), keeps the rows whose column starts with the language's
+    `language_codes` spelling.
     """
 
     path: str
@@ -68,6 +70,7 @@ class DataSource:
         default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
     )
     revision: str | None = None
+    data_dir: str | None = None
     language_codes: Mapping[str, str] = field(default_factory=dict)
     language_column: str | None = None
 

@@ -82,9 +82,9 @@ TASKS: tuple[Task, ...] = (
         sources=(
             DataSource(
                 "aps/super_glue",
-                "copa",
                 splits={"train": "train", "validation": "validation"},
                 revision="refs/convert/parquet",
+                data_dir="copa",
             ),
         ),
         columns=_COPA_COLUMNS,

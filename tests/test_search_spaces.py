@@ -1,0 +1,116 @@
+"""The shipped real-model specs: each validates, names registered tasks, and dry-runs to its plan.
+
+Dry runs only: nothing is trained or downloaded (HF_HUB_OFFLINE=1), and nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xlt_search.spec import SearchSpec, load_spec
+from xlt_search.tasks import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted(p for p in (ROOT / "search_spaces").glob("*.yaml") if p.name != "quickstart.yaml")
+FULL = [p for p in SPECS if not p.stem.endswith("_local")]
+LARGE, BASE = "FacebookAI/xlm-roberta-large", "FacebookAI/xlm-roberta-base"
+
+# (trials, budget_steps per trial) of the plans as designed; a spec not listed here is checked
+# against the counts derived from its subsets and budget alone.
+PLANS = {
+    "x_stilts.yaml": (10, 20000 + 3000 * 8),  # grid over sizes 1 and 9: 9 + 1
+    "x_stilts_local.yaml": (10, 600 + 300 * 2),
+    "scaling_xcopa_xnli.yaml": (25, 20000 + 3000 * 2),  # 3 per size 1..8, the one of size 9
+    "scaling_xcopa_xnli_local.yaml": (9, 600 + 300 * 2),
+    "families_3_vs_9.yaml": (9, 20000 + 3000 * 3),  # 8 of size 3, the one of size 9
+    "families_3_vs_9_local.yaml": (5, 600 + 300 * 2),
+}
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+def derived_trials(spec: SearchSpec) -> int:
+    """The trials the sampler gives, counted from the spec with binomials."""
+    n, sampler = len(spec.pool), spec.subsets.sampler
+    if sampler == "grid":
+        return sum(math.comb(n, k) for k in spec.sizes)
+    if sampler == "stratified":
+        return sum(min(spec.subsets.per_size, math.comb(n, k)) for k in spec.sizes)
+    return spec.subsets.num_samples
+
+
+def derived_budget(spec: SearchSpec) -> int:
+    """Intermediate steps plus target steps for every target that is fine-tuned (not retrieval)."""
+    fine_tuned = [t for t in spec.targets if spec.registry[t.task].kind != "retrieval"]
+    return spec.budget.intermediate_steps + spec.budget.target_steps * len(fine_tuned)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=ids(SPECS))
+def test_spec_loads_with_registered_tasks(path: Path) -> None:
+    spec = load_spec(path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == f"# xlt-search run search_spaces/{path.name}"
+    assert lines[1].startswith("# ")  # what the spec is for
+    assert spec.name == path.stem and spec.experiment == spec.name
+    for key in (*spec.pool, *(t.task for t in spec.targets)):
+        assert key in REGISTRY, key
+    if "ccg" in spec.pool:  # CCGbank has no public copy: the spec points ccg at the user's files
+        sources = spec.registry["ccg"].sources
+        assert sources and all(s.data_files and not s.is_hub for s in sources)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=ids(SPECS))
+def test_spec_size_matches_its_kind(path: Path) -> None:
+    spec = load_spec(path)
+    if path.stem.endswith("_local"):
+        assert spec.model == BASE
+        assert spec.data.max_train_examples is not None
+        assert spec.data.max_train_examples <= 10_000
+        assert 0 < spec.resources.gpu < 1  # trials share one GPU
+        assert spec.data.max_seq_length <= 128
+    else:
+        assert spec.model == LARGE
+        assert spec.resources.gpu >= 1  # large does not pack
+
+
+@pytest.mark.parametrize("path", FULL, ids=ids(FULL))
+def test_full_spec_has_a_local_version(path: Path) -> None:
+    local = path.with_name(f"{path.stem}_local.yaml")
+    assert local.is_file()
+    full, reduced = load_spec(path), load_spec(local)
+    assert reduced.pool == full.pool
+    assert reduced.subsets.sampler == full.subsets.sampler
+    assert reduced.budget.scheduler == full.budget.scheduler
+
+
+@pytest.mark.parametrize("path", SPECS, ids=ids(SPECS))
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, path: Path) -> None:
+    spec = load_spec(path)
+    trials, budget = derived_trials(spec), derived_budget(spec)
+    if path.name in PLANS:
+        assert (trials, budget) == PLANS[path.name]
+    result = subprocess.run(
+        [sys.executable, "-m", "xlt_search", "run", str(path), "--dry-run"],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"search      {spec.name}  (model {spec.model})"
+    assert f"subsets     {spec.subsets.sampler}: {trials} trials, sizes " in result.stdout
+    assert f"= {budget} budget_steps per trial" in result.stdout
+    assert f"scheduler   {spec.budget.scheduler}" in result.stdout
+    assert f"storage     {tmp_path.resolve() / spec.storage_path}" in lines
+    assert f"mlflow      experiment '{spec.experiment}'" in result.stdout
+    assert list(tmp_path.iterdir()) == []

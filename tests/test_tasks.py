@@ -242,16 +242,31 @@ def test_a_hub_dataset_missing_from_the_mirror_names_the_hub_id_and_the_fix(
 
 
 def _real_spec(tmp_path: Path, encoder: str, mirror: Path | None) -> Path:
-    """A two-trial search over real tasks on the tiny encoder, reading the hub's copies."""
+    """A two-trial search over real tasks on the tiny encoder, reading the hub's copies, with CCG
+    and a task of the spec's own read from local files."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "left,right,same\n" + "".join(f"w{i} w{i + 1},w{i},{i % 2}\n" for i in range(20))
+    )
     raw = {
         "name": "real-tasks",
         "model": encoder,
-        "pool": ["mnli", "squad_v2", "commonsense_qa"],
+        "pool": ["mnli", "squad_v2", "ccg", "my_pairs"],
         "targets": [
             {"task": "xnli", "languages": ["en", "de", "sw"]},
             {"task": "tatoeba", "languages": ["de", "sw"]},
         ],
-        "subsets": {"sampler": "stratified", "sizes": [1, 3], "per_size": 1},
+        "tasks": {
+            "ccg": {"sources": [{"path": "json", "data_files": write_ccg_files(tmp_path)}]},
+            "my_pairs": {
+                "kind": "classification",
+                "sources": [{"path": "csv", "data_files": {"train": str(pairs)}}],
+                "columns": {"text_a": "left", "text_b": "right", "label": "same"},
+                "num_labels": 2,
+                "metric": "accuracy",
+            },
+        },
+        "subsets": {"sampler": "stratified", "sizes": [1, 4], "per_size": 1},
         "budget": {
             "intermediate_steps": 4,
             "target_steps": 4,
@@ -292,7 +307,7 @@ def test_a_search_over_real_tasks_reads_the_mirror(
     result = _xlt("run", str(_real_spec(tmp_path, encoder, mirror)), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = load_trials("real-tasks", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert sorted(trials["n_tasks"].astype(int)) == [1, 3]
+    assert sorted(trials["n_tasks"].astype(int)) == [1, 4]  # 4: ccg and my_pairs trained too
     assert set(trials["status"]) == {"completed"}
     for lang in ("de", "sw"):
         assert trials[f"lang.tatoeba.{lang}"].between(0, 1).all()

@@ -25,6 +25,7 @@ from xlt_search.data import (
     span_windows,
     tokenize,
 )
+from xlt_search.synthetic.encoder import save_encoder
 from xlt_search.tasks.base import DataSource, Task
 
 ALL_TASKS = ("toy_nli", "toy_copa", "toy_qa", "toy_choice4", "toy_tags")
@@ -271,6 +272,30 @@ def test_a_second_prepare_reuses_the_cache(toy_world: ToyWorld, tmp_path: Path) 
     train = "toy_nli/train/en"
     assert capped.splits[train] != first.splits[train]
     assert capped.splits["toy_nli/validation/ta"] == first.splits["toy_nli/validation/ta"]
+
+
+def test_the_cache_key_follows_the_tokenizer_and_what_shapes_the_data(
+    toy_world: ToyWorld, tmp_path: Path
+) -> None:
+    requests = [SplitRequest("toy_nli", "train", "en")]
+    first = _prepare(toy_world, tmp_path, requests)
+    other_vocabulary = tmp_path / "other-encoder"
+    save_encoder([f"v{i}" for i in range(30)], other_vocabulary)
+    retokenized = prepare_data(
+        requests, str(other_vocabulary), 32, None, tmp_path, 0, registry=toy_world.tasks
+    )
+    assert retokenized.splits != first.splits
+    nli = toy_world.tasks["toy_nli"]
+
+    def with_task(task: Task) -> PreparedData:
+        world = dataclasses.replace(toy_world, tasks={**toy_world.tasks, "toy_nli": task})
+        return _prepare(world, tmp_path, requests)
+
+    # the metric and the languages do not shape the tokenized data; the columns do
+    same = with_task(dataclasses.replace(nli, metric="f1", languages=("en",)))
+    assert same.splits == first.splits
+    swapped = dict(nli.columns, text_a=nli.columns["text_b"], text_b=nli.columns["text_a"])
+    assert with_task(dataclasses.replace(nli, columns=swapped)).splits != first.splits
 
 
 def test_changed_source_files_are_prepared_again(toy_world: ToyWorld, tmp_path: Path) -> None:

@@ -198,11 +198,15 @@ def test_span_targets_and_tagging_heads_evaluate(
     )
     last = run(config, toy_data).reports[-1]
     assert all(0 <= last[f"lang.toy_qa.{lang}"] <= 1 for lang in TOY_LANGS)
+    # toy_qa scores by F1; exact match is reported beside it, and is never above F1
+    for lang in TOY_LANGS:
+        assert 0 <= last[f"lang.toy_qa.{lang}.exact_match"] <= last[f"lang.toy_qa.{lang}"]
+    assert not any(key.endswith(".f1") for key in last)
 
     task = toy_world.tasks["toy_tags"]
     model = MultiTaskModel(load_encoder(str(toy_world.encoder)), {"toy_tags": ("tagging", 3)})
     batches = eval_batches(toy_data.load("toy_tags", "train", "en"), "tagging", 1, 64)
-    assert 0 <= evaluate(model, "toy_tags", task, batches) <= 1
+    assert 0 <= evaluate(model, "toy_tags", task, batches)[task.metric] <= 1
 
 
 def test_settings_that_cannot_work_fail_before_training(

@@ -236,7 +236,7 @@ def intermediate_phase(
                 target.task: probe(config, data, model.encoder, target, eval_sets, step)
                 for target in config.targets
             }
-            metrics = _metrics(scores, data.families, step, loss, phase=0, final=False)
+            metrics = _metrics(scores, data, step, loss, phase=0, final=False)
             save_state = partial(
                 _save_intermediate,
                 config=config,
@@ -260,7 +260,7 @@ def probe(
     target: TargetConfig,
     eval_sets: Mapping[tuple[str, str], list[dict[str, Any]]],
     step: int,
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
     """Score an intermediate encoder for one target: fine-tune a copy for `probe_steps`, evaluate.
 
     The probe runs on its own random stream, so probing never changes the trial's training.
@@ -268,10 +268,7 @@ def probe(
     device = encoder.device
     task = data.task(target.task)
     if not target.fine_tuned:
-        return {
-            lang: evaluate_retrieval(encoder, eval_sets[target.task, lang])
-            for lang in target.languages
-        }
+        return _retrieval_scores(encoder, target, eval_sets)
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(_seed(config.seed, "probe", target.task, step))
         model = MultiTaskModel(copy.deepcopy(encoder), {target.task: (task.kind, task.num_labels)})
@@ -314,9 +311,7 @@ def target_phase(
         fixed_scores = state["fixed_scores"]
     else:
         fixed_scores = {
-            t.task: {
-                lang: evaluate_retrieval(encoder, eval_sets[t.task, lang]) for lang in t.languages
-            }
+            t.task: _retrieval_scores(encoder, t, eval_sets)
             for t in config.targets
             if not t.fine_tuned
         }
@@ -352,7 +347,7 @@ def target_phase(
         position, metrics = state["position"], dict(state["metrics"])
 
     if total == 0:  # retrieval targets only: nothing to fine-tune, one report
-        metrics = _metrics(fixed_scores, data.families, start, None, phase=1, final=True)
+        metrics = _metrics(fixed_scores, data, start, None, phase=1, final=True)
         report(
             metrics,
             partial(
@@ -394,7 +389,7 @@ def target_phase(
                 for t in targets
             }
             scores.update(fixed_scores)
-            metrics = _metrics(scores, data.families, budget_steps, loss, phase=1, final=final)
+            metrics = _metrics(scores, data, budget_steps, loss, phase=1, final=final)
             save_state = partial(
                 _save_targets,
                 config=config,
@@ -413,8 +408,9 @@ def target_phase(
 @torch.inference_mode()
 def evaluate(
     model: MultiTaskModel, head: str, task: Task, batches: Sequence[Mapping[str, Any]]
-) -> float:
-    """`task.metric` of head `head` over prepared evaluation batches (dropout off)."""
+) -> dict[str, float]:
+    """`task.metric` of head `head` over prepared evaluation batches (dropout off), by name; span
+    tasks give both exact match and F1, as QA is reported."""
     was_training = model.training
     model.eval()
     try:
@@ -434,14 +430,11 @@ def evaluate(
     if task.kind == "span":
         answers = pick_answers(predictions, task.unanswerable)
         examples = sorted(gold_answers)
-        return squad_scores([answers[e] for e in examples], [gold_answers[e] for e in examples])[
-            task.metric
-        ]
+        return squad_scores([answers[e] for e in examples], [gold_answers[e] for e in examples])
     if task.kind == "tagging":
-        return tagging_scores(predictions, golds, task.labels)[task.metric]
-    return (
-        accuracy(predictions, golds) if task.metric == "accuracy" else macro_f1(predictions, golds)
-    )
+        return {task.metric: tagging_scores(predictions, golds, task.labels)[task.metric]}
+    score = accuracy if task.metric == "accuracy" else macro_f1
+    return {task.metric: score(predictions, golds)}
 
 
 @torch.inference_mode()
@@ -460,6 +453,17 @@ def evaluate_retrieval(encoder: PreTrainedModel, batches: Sequence[Mapping[str, 
     finally:
         encoder.train(was_training)
     return retrieval_accuracy(queries, candidates)
+
+
+def _retrieval_scores(
+    encoder: PreTrainedModel,
+    target: TargetConfig,
+    eval_sets: Mapping[tuple[str, str], list[dict[str, Any]]],
+) -> dict[str, dict[str, float]]:
+    return {
+        lang: {"accuracy": evaluate_retrieval(encoder, eval_sets[target.task, lang])}
+        for lang in target.languages
+    }
 
 
 def _train_step(
@@ -535,24 +539,32 @@ class _TargetTraining:
 
 
 def _metrics(
-    scores: Mapping[str, Mapping[str, float]],
-    families: Mapping[str, str],
+    scores: Mapping[str, Mapping[str, Mapping[str, float]]],
+    data: PreparedData,
     budget_steps: int,
     loss: float | None,
     phase: int,
     final: bool,
 ) -> dict[str, float]:
-    """A report: the score (over targets, of the non-English mean), per target, language, family."""
+    """A report: the score (over targets, of the non-English mean), per target, language, family.
+
+    `scores` maps target -> language -> metric -> value; the target's own metric makes its score
+    (`lang.<target>.<lang>`), any other is reported beside it (`lang.<target>.<lang>.<metric>`).
+    """
     metrics: dict[str, float] = {"budget_steps": budget_steps}
     per_family: dict[str, list[float]] = {}
     for target, by_lang in scores.items():
-        transfer = {lang: value for lang, value in by_lang.items() if lang != "en"}
+        primary = data.task(target).metric
+        transfer = {lang: value[primary] for lang, value in by_lang.items() if lang != "en"}
         metrics[f"score.{target}"] = sum(transfer.values()) / len(transfer)
-        for lang, value in by_lang.items():
-            metrics[f"lang.{target}.{lang}"] = value
+        for lang, values in by_lang.items():
+            metrics[f"lang.{target}.{lang}"] = values[primary]
+            for name, value in values.items():
+                if name != primary:
+                    metrics[f"lang.{target}.{lang}.{name}"] = value
         groups: dict[str, list[float]] = {}
         for lang, value in transfer.items():
-            groups.setdefault(families[lang], []).append(value)
+            groups.setdefault(data.families[lang], []).append(value)
         for family, values in groups.items():
             per_family.setdefault(family, []).append(sum(values) / len(values))
     metrics["score"] = sum(metrics[f"score.{t}"] for t in scores) / len(scores)
@@ -608,7 +620,7 @@ def _save_targets(
     training: Mapping[str, _TargetTraining],
     position: int,
     metrics: Mapping[str, float],
-    fixed_scores: Mapping[str, Mapping[str, float]],
+    fixed_scores: Mapping[str, Mapping[str, Mapping[str, float]]],
 ) -> None:
     _write_state(
         folder,
@@ -617,7 +629,10 @@ def _save_targets(
             "phase": "target",
             "position": position,
             "metrics": dict(metrics),
-            "fixed_scores": {key: dict(scores) for key, scores in fixed_scores.items()},
+            "fixed_scores": {
+                key: {lang: dict(values) for lang, values in by_lang.items()}
+                for key, by_lang in fixed_scores.items()
+            },
             "models": {key: model.state_dict() for key, model in models.items()},
             "optimizers": {key: opt.state_dict() for key, opt in optimizers.items()},
             "schedulers": {key: sched.state_dict() for key, sched in schedulers.items()},

@@ -1,4 +1,4 @@
-"""The `xlt-search` command: run a search, draw its scaling curve, list the tasks.
+"""The `xlt-search` command: run or resume a search, draw its scaling curve, list the tasks.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 """
@@ -46,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     run.set_defaults(command=_run)
 
+    resume = commands.add_parser(
+        "resume", help="continue an interrupted search from its checkpoints and MLflow runs"
+    )
+    resume.add_argument("experiment", help="the search's MLflow experiment (a spec's name)")
+    resume.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
+    )
+    resume.add_argument("--run-id", help="the search's parent run (default: the newest)")
+    resume.set_defaults(command=_resume)
+
     curves = commands.add_parser("curves", help="the scaling curve of a search, from MLflow")
     curves.add_argument("experiment", help="the MLflow experiment (a spec's name by default)")
     curves.add_argument(
@@ -73,6 +83,13 @@ def _run(args: argparse.Namespace) -> int:
     from xlt_search.search import run_search
 
     run_search(spec, args.spec.read_text())
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from xlt_search.search import resume_search
+
+    resume_search(args.experiment, args.tracking_uri, args.run_id)
     return 0
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
+import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ from xlt_search.task_sampler import TaskSampler
 from xlt_search.tasks.base import Task
 
 STATE_FILE = "trial_state.pt"
+PROGRESS_FILE = "progress.json"  # beside the state: the budget_steps it was saved at, cheap to read
 MAX_GRAD_NORM = 1.0
 EVAL_BATCH_MULTIPLIER = 4  # evaluation batches hold this many training batches' worth of examples
 
@@ -598,6 +601,7 @@ def _save_intermediate(
     _write_state(
         folder,
         config,
+        step,
         {
             "phase": "intermediate",
             "step": step,
@@ -625,6 +629,7 @@ def _save_targets(
     _write_state(
         folder,
         config,
+        int(metrics["budget_steps"]),
         {
             "phase": "target",
             "position": position,
@@ -641,12 +646,35 @@ def _save_targets(
     )
 
 
-def _write_state(folder: Path, config: TrialConfig, state: dict[str, Any]) -> None:
+def _write_state(
+    folder: Path, config: TrialConfig, budget_steps: int, state: dict[str, Any]
+) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state["config"] = _resume_identity(config)
     state["rng"] = _rng_state(torch.device(config.device))
     torch.save(state, folder / STATE_FILE)
+    (folder / PROGRESS_FILE).write_text(json.dumps({"budget_steps": budget_steps}))
+
+
+def checkpoint_budget_steps(folder: Path) -> int:
+    """The budget_steps a trial's checkpoint (a folder `run_trial` reported) was saved at."""
+    return int(json.loads((Path(folder) / PROGRESS_FILE).read_text())["budget_steps"])
+
+
+def check_checkpoint(folder: Path) -> None:
+    """Raise ValueError when a checkpoint's state file is missing or damaged (every byte is read
+    and checked against the archive's CRCs; nothing is unpickled)."""
+    path = Path(folder) / STATE_FILE
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is missing or not a checkpoint archive")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+        raise ValueError(f"{path} is damaged ({error})") from None
+    if bad is not None:
+        raise ValueError(f"{path} is damaged (its member {bad} fails its checksum)")
 
 
 def _read_state(folder: Path, config: TrialConfig) -> dict[str, Any]:

@@ -5,13 +5,17 @@ Ray is imported here and nowhere else, lazily, so the pipeline and the CLI's oth
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from xlt_search import subsets
 from xlt_search.errors import UserError
@@ -124,15 +128,79 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
 
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
     """
-    from xlt_search import curves, tracking
-    from xlt_search.data import prepare_data
-    from xlt_search.pipeline import required_splits
-    from xlt_search.synthetic import resolve_model
+    from xlt_search import tracking
 
     tracking.check_tracking_uri(spec.tracking_uri)
     plan = make_plan(spec)
     ray = _start_ray()
     _check_resources(spec, ray.cluster_resources())
+    _check_cluster(spec, ray)
+    model, data = _prepare(spec)
+
+    run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    logger = tracking.SearchLogger(spec.tracking_uri)
+    logger.start(
+        spec.experiment,
+        run_name,
+        spec_text,
+        tags={
+            "xlt.sampler": spec.subsets.sampler,
+            tracking.EXPERIMENT_PATH_TAG: _experiment_path(spec, run_name),
+        },
+    )
+    _LOGGERS[logger.parent_run_id] = logger
+    tuner = _build_tuner(spec, plan, _trainable(spec, model, data), logger, run_name)
+    return _fit(spec, tuner, logger, run_name)
+
+
+def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None) -> Path:
+    """Continue an interrupted search: finished trials stay as they are, unfinished ones continue
+    from their checkpoints, the searcher's state comes back, and MLflow's runs are reused."""
+    from ray import tune
+
+    from xlt_search import tracking
+    from xlt_search.spec import parse_spec
+
+    tracking.check_tracking_uri(tracking_uri)
+    found = tracking.find_search(experiment, tracking_uri, run_id)
+    spec = parse_spec(yaml.safe_load(found.spec_text))
+    if spec.tracking_uri is None or tracking_uri:
+        spec = dataclasses.replace(
+            spec, mlflow=dataclasses.replace(spec.mlflow, tracking_uri=found.tracking_uri)
+        )
+    path = found.experiment_path
+    _check_experiment(path)
+    ray = _start_ray()
+    _check_resources(spec, ray.cluster_resources())
+    _check_cluster(spec, ray)
+    model, data = _prepare(spec)
+
+    logger = tracking.SearchLogger(found.tracking_uri)
+    logger.resume(found.run_id)
+    _LOGGERS[found.run_id] = logger
+    # A trial may report again a step it had reported before the interruption (Tune resumes it
+    # from the checkpoint its experiment state last recorded): MLflow keeps each step once.
+    logged = tracking.load_trials(spec.experiment, found.tracking_uri, found.run_id)
+    _LOGGED_UNTIL[found.run_id] = {
+        row["trial_id"]: int(row["budget_steps"])
+        for _, row in logged.iterrows()
+        if row["budget_steps"] == row["budget_steps"]  # not NaN: the trial had reported
+    }
+    print(f"resuming {path} (MLflow parent run {found.run_id})")
+    tuner = tune.Tuner.restore(
+        path,
+        trainable=_trainable(spec, model, data),
+        resume_unfinished=True,
+        resume_errored=False,  # a trial that failed on its own (diverged, out of memory) stays failed
+    )
+    return _fit(spec, tuner, logger, Path(path).name)
+
+
+def _prepare(spec: SearchSpec) -> tuple[str, PreparedData]:
+    """The model's local folder (or hub id), and every split the search reads, tokenized once."""
+    from xlt_search.data import prepare_data
+    from xlt_search.pipeline import required_splits
+    from xlt_search.synthetic import resolve_model
 
     model = resolve_model(spec.model)
     print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")
@@ -150,15 +218,17 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
         mirror=spec.data.mirror,
     )
     print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")
+    return model, data
 
-    run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    logger = tracking.SearchLogger(spec.tracking_uri)
-    logger.start(spec.experiment, run_name, spec_text, tags={"xlt.sampler": spec.subsets.sampler})
-    results_dir = Path(spec.storage_path).resolve() / run_name
+
+def _fit(spec: SearchSpec, tuner: Any, logger: SearchLogger, run_name: str) -> Path:
+    """Run (or continue) the Tuner, then draw the scaling curve and close the parent run."""
+    from xlt_search import curves, tracking
+
+    results_dir = _results_dir(spec, run_name)
     try:
-        tuner = _build_tuner(spec, plan, model, data, logger, run_name)
         grid = tuner.fit()
-        trials = tracking.load_trials(spec.experiment, spec.tracking_uri, logger.parent_run_id)
+        trials = tracking.load_trials(spec.experiment, logger.tracking_uri, logger.parent_run_id)
         table = curves.scaling_curve(trials, sizes=spec.sizes)
         print(curves.format_table(table))
         for path in curves.write_curve(table, results_dir, title=spec.name):
@@ -172,7 +242,123 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     except BaseException:
         logger.finish("FAILED")
         raise
+    finally:
+        _LOGGERS.pop(logger.parent_run_id, None)
+        _LOGGED_UNTIL.pop(logger.parent_run_id, None)
     return results_dir
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _experiment_path(spec: SearchSpec, run_name: str) -> str:
+    """Where Tune keeps the search (results, checkpoints, its state): a URI or an absolute path."""
+    if _is_uri(spec.storage_path):
+        return f"{spec.storage_path.rstrip('/')}/{run_name}"
+    return str(Path(spec.storage_path).resolve() / run_name)
+
+
+def _results_dir(spec: SearchSpec, run_name: str) -> Path:
+    """A local folder for the curve's files: the experiment's own, or ./xlt_results/<run> when the
+    experiment lives in cloud storage (the files are logged to MLflow either way)."""
+    if _is_uri(spec.storage_path):
+        return Path("xlt_results").resolve() / run_name
+    return Path(spec.storage_path).resolve() / run_name
+
+
+def _check_experiment(path: str) -> None:
+    """Refuse, in one line, an experiment folder that is gone or holds a damaged checkpoint."""
+    from xlt_search.pipeline import STATE_FILE, check_checkpoint
+
+    if _is_uri(path):
+        return  # Tune reads cloud storage itself and reports what it cannot find
+    folder = Path(path)
+    if not (folder / "tuner.pkl").is_file():
+        raise UserError(
+            f"{folder} holds no Tune experiment (no tuner.pkl): the search's storage_path was "
+            "moved or deleted; restore it there, or start the search again with xlt-search run"
+        )
+    for state in sorted(folder.glob(f"*/checkpoint_*/{STATE_FILE}")):
+        try:
+            check_checkpoint(state.parent)
+        except ValueError as error:
+            raise UserError(
+                f"{error}; delete that checkpoint folder ({state.parent}) so its trial restarts "
+                "from its previous checkpoint or from scratch, then resume again"
+            ) from None
+
+
+def _check_cluster(spec: SearchSpec, ray: Any) -> None:
+    """On a cluster of several nodes, results must reach every node and MLflow must be a server."""
+    from xlt_search import tracking
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    uri = tracking.resolve_tracking_uri(spec.tracking_uri)
+    if not uri.startswith(("http://", "https://")):
+        raise UserError(
+            f"mlflow.tracking_uri: {uri} is a store on this machine, but the Ray cluster has "
+            f"{len(nodes)} nodes; use an http:// MLflow server every search can reach "
+            "(`mlflow server --host 0.0.0.0 --port 5000`), e.g. mlflow.tracking_uri: "
+            "http://HEAD:5000"
+        )
+    for key, folder in (
+        ("storage_path", spec.storage_path),
+        ("data.cache_dir", str(_cache_dir(spec))),
+    ):
+        if _is_uri(folder):
+            continue
+        missing = _nodes_missing(ray, nodes, Path(folder).resolve())
+        if missing:
+            raise UserError(
+                f"{key}: {Path(folder).resolve()} is not shared: {len(missing)} of the cluster's "
+                f"{len(nodes)} nodes ({', '.join(missing[:3])}) cannot see it; use a folder "
+                "mounted on every node (NFS) or cloud storage (s3://..., gs://...)"
+            )
+
+
+def _nodes_missing(ray: Any, nodes: list[dict], folder: Path) -> list[str]:
+    """The nodes (by address) that do not see a marker file written in `folder` by this process."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f".xlt-search-shared-{uuid.uuid4().hex}"
+    marker.write_text("")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return Path(path).exists()
+
+    try:
+        checks = [
+            sees.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(str(marker))
+            for node in nodes
+        ]
+        seen = ray.get(checks, timeout=60)
+    finally:
+        marker.unlink(missing_ok=True)
+    return [node["NodeManagerAddress"] for node, ok in zip(nodes, seen, strict=True) if not ok]
+
+
+# The loggers of the searches running in this process, by parent run: the MLflow callback, which
+# Tune pickles with the experiment (and unpickles on resume), finds its logger here; and, for a
+# resumed search, the last step each trial had logged.
+_LOGGERS: dict[str, SearchLogger] = {}
+_LOGGED_UNTIL: dict[str, dict[str, int]] = {}
+
+
+# The callback reads those through these functions: Tune pickles the callback's class by value,
+# which would copy the dicts themselves; module functions are pickled by reference.
+def _logger_for(parent_run_id: str) -> SearchLogger:
+    return _LOGGERS[parent_run_id]
+
+
+def _logged_until(parent_run_id: str, trial_id: str) -> int:
+    return _LOGGED_UNTIL.get(parent_run_id, {}).get(trial_id, -1)
 
 
 def _start_ray() -> Any:
@@ -222,16 +408,9 @@ def _target_configs(spec: SearchSpec) -> tuple[Any, ...]:
     )
 
 
-def _build_tuner(
-    spec: SearchSpec,
-    plan: SearchPlan,
-    model: str,
-    data: PreparedData,
-    logger: SearchLogger,
-    run_name: str,
-) -> Any:
+def _trainable(spec: SearchSpec, model: str, data: PreparedData) -> Any:
+    """`_train` with the search's fixed settings and data bound, and its resources."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     fixed = {
         "model": model,
@@ -243,10 +422,18 @@ def _build_tuner(
         "seed": spec.seed,
         "num_threads": max(1, int(spec.resources.cpu)),
     }
-    trainable = tune.with_resources(
+    return tune.with_resources(
         tune.with_parameters(_train, data=data, fixed=fixed, gpu_fraction=spec.resources.gpu),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
+
+
+def _build_tuner(
+    spec: SearchSpec, plan: SearchPlan, trainable: Any, logger: SearchLogger, run_name: str
+) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
     if spec.budget.scheduler == "asha":
         scheduler = ASHAScheduler(
             time_attr="budget_steps",
@@ -287,10 +474,10 @@ def _build_tuner(
         ),
         run_config=tune.RunConfig(
             name=run_name,
-            storage_path=str(Path(spec.storage_path).resolve()),
+            storage_path=_experiment_path(spec, run_name).rsplit("/", 1)[0],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[_mlflow_callback(logger, spec.pool)],
+            callbacks=[_mlflow_callback(logger.parent_run_id, spec.pool)],
             verbose=1,
         ),
     )
@@ -344,7 +531,7 @@ def _train(
     import torch
     from ray import tune
 
-    from xlt_search.pipeline import TrialConfig, run_trial
+    from xlt_search.pipeline import TrialConfig, checkpoint_budget_steps, run_trial
     from xlt_search.spec import HYPERPARAMETERS
 
     device = "cpu"
@@ -359,9 +546,12 @@ def _train(
         **{name: config[name] for name in HYPERPARAMETERS if name in config},
     )
 
+    restored_from = 0  # the budget_steps of the checkpoint this run of the trial started from
+
     def report(metrics: dict[str, float], save_state: Any) -> None:
         with tempfile.TemporaryDirectory() as folder:
             save_state(Path(folder))
+            metrics = {**metrics, "restored_from": restored_from}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     checkpoint = tune.get_checkpoint()
@@ -369,6 +559,7 @@ def _train(
         run_trial(trial, data, report)
     else:
         with checkpoint.as_directory() as folder:
+            restored_from = checkpoint_budget_steps(Path(folder))
             run_trial(trial, data, report, resume_from=Path(folder))
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -393,8 +584,12 @@ def _make_callback_class() -> type:
     class MLflowCallback(Callback):
         """Forwards Tune's trial events to the MLflow logger, on the driver only."""
 
-        def __init__(self, logger: SearchLogger, pool: tuple[str, ...]) -> None:
-            self.logger, self.pool = logger, pool
+        def __init__(self, parent_run_id: str, pool: tuple[str, ...]) -> None:
+            self.parent_run_id, self.pool = parent_run_id, pool
+
+        @property
+        def logger(self) -> SearchLogger:
+            return _logger_for(self.parent_run_id)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             # A retried or resumed trial reopens its run rather than starting another.
@@ -412,7 +607,10 @@ def _make_callback_class() -> type:
                 and not isinstance(value, bool)
                 and _is_metric(key)
             }
-            self.logger.trial_result(trial.trial_id, metrics, step=int(result["budget_steps"]))
+            step = int(result["budget_steps"])
+            if step <= _logged_until(self.parent_run_id, trial.trial_id):
+                return  # logged before the search was interrupted
+            self.logger.trial_result(trial.trial_id, metrics, step=step)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             final = (trial.last_result or {}).get("final", 0.0) == 1.0
@@ -432,13 +630,14 @@ def _make_callback_class() -> type:
 
 def _is_metric(key: str) -> bool:
     """Ours, not Tune's bookkeeping (time_this_iter_s, training_iteration, ...)."""
-    return key in ("score", "loss", "budget_steps", "final", "phase") or key.split(".")[0] in (
+    ours = ("score", "loss", "budget_steps", "final", "phase", "restored_from")
+    return key in ours or key.split(".")[0] in (
         "score",
         "lang",
         "family",
     )
 
 
-def _mlflow_callback(logger: SearchLogger, pool: tuple[str, ...]) -> Any:
+def _mlflow_callback(parent_run_id: str, pool: tuple[str, ...]) -> Any:
     """A Tune callback (its class is made lazily: Ray is imported only when a search runs)."""
-    return _make_callback_class()(logger, pool)
+    return _make_callback_class()(parent_run_id, pool)

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -40,6 +41,7 @@ TRIAL_ID_TAG = (
     "xlt.trial_id"  # Tune's trial id on each child run: how a resumed search finds its runs
 )
 PARENT_TAG = "mlflow.parentRunId"
+EXPERIMENT_PATH_TAG = "xlt.experiment_path"  # on the parent run: Tune's folder, for resume
 MAX_TAG_CHARS = 5000  # below MLflow's limit on tag values
 
 
@@ -278,6 +280,62 @@ def load_trials(
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
+    parent = _find_parent(client, experiment, uri, parent_run_id)
+    parent_run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
+    rows = [_trial_row(run) for run in _child_runs(client, experiment_id, parent_run_id)]
+    table = pd.DataFrame(rows)
+    for column in TRIAL_COLUMNS:
+        if column not in table:
+            table[column] = pd.Series(
+                dtype=float if column in ("score", "budget_steps") else object
+            )
+    metrics = sorted({key for row in rows for key in row["_metrics"]} - set(TRIAL_COLUMNS))
+    params = sorted({key for row in rows for key in row["_params"]} - set(TRIAL_COLUMNS))
+    table = table[[*TRIAL_COLUMNS, *metrics, *params]]
+    for column in params:
+        table[column] = _typed(table[column])
+    table["n_tasks"] = table["n_tasks"].astype(int)
+    table = table.sort_values(["n_tasks", "tasks"], kind="stable").reset_index(drop=True)
+    table.attrs["parent_run_id"] = parent_run_id
+    return table
+
+
+@dataclass(frozen=True)
+class FoundSearch:
+    """What `xlt-search resume` needs of a search, from its parent run."""
+
+    run_id: str
+    tracking_uri: str
+    spec_text: str
+    experiment_path: str  # Tune's folder of the search (a path or a URI)
+
+
+def find_search(
+    experiment: str, tracking_uri: str | None = None, parent_run_id: str | None = None
+) -> FoundSearch:
+    """The search `parent_run_id`, or else the newest search of `experiment`: its spec (the
+    parent run's `spec.yaml`) and where Tune keeps it."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    parent = _find_parent(client, experiment, uri, parent_run_id)
+    path = parent.data.tags.get(EXPERIMENT_PATH_TAG)
+    if not path:
+        raise UserError(
+            f"search run {parent.info.run_id} does not say where its Tune experiment is "
+            f"(no {EXPERIMENT_PATH_TAG} tag); it cannot be resumed"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        spec = client.download_artifacts(parent.info.run_id, "spec.yaml", folder)
+        spec_text = Path(spec).read_text()
+    return FoundSearch(parent.info.run_id, uri, spec_text, path)
+
+
+def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id: str | None) -> Run:
+    """The parent run `parent_run_id` of `experiment`, or its newest search run."""
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage != "active":
         names = [e.name for e in client.search_experiments()]
@@ -298,29 +356,14 @@ def load_trials(
                 f"MLflow experiment '{experiment}' at {uri} holds no search; "
                 "run `xlt-search run SPEC` with this experiment first"
             )
-        parent_run_id = parents[0].info.run_id
-    elif _get_run(client, parent_run_id, uri).info.experiment_id != found.experiment_id:
+        return parents[0]
+    parent = _get_run(client, parent_run_id, uri)
+    if parent.info.experiment_id != found.experiment_id:
         raise UserError(
             f"run {parent_run_id} is not in experiment '{experiment}'; "
             "pass that run's experiment, or leave out the run id to take the newest search"
         )
-
-    rows = [_trial_row(run) for run in _child_runs(client, found.experiment_id, parent_run_id)]
-    table = pd.DataFrame(rows)
-    for column in TRIAL_COLUMNS:
-        if column not in table:
-            table[column] = pd.Series(
-                dtype=float if column in ("score", "budget_steps") else object
-            )
-    metrics = sorted({key for row in rows for key in row["_metrics"]} - set(TRIAL_COLUMNS))
-    params = sorted({key for row in rows for key in row["_params"]} - set(TRIAL_COLUMNS))
-    table = table[[*TRIAL_COLUMNS, *metrics, *params]]
-    for column in params:
-        table[column] = _typed(table[column])
-    table["n_tasks"] = table["n_tasks"].astype(int)
-    table = table.sort_values(["n_tasks", "tasks"], kind="stable").reset_index(drop=True)
-    table.attrs["parent_run_id"] = parent_run_id
-    return table
+    return parent
 
 
 def log_search_artifacts(

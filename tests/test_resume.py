@@ -1,0 +1,160 @@
+"""A search whose driver is killed mid-way, then `xlt-search resume`: it ends as if never stopped.
+
+Real processes: the CLI's driver (with its local Ray instance) is killed with SIGKILL, as when the
+head machine dies; `xlt-search resume` continues from Tune's experiment folder and MLflow's runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xlt_search.tracking import load_trials
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
+
+pytestmark = pytest.mark.e2e
+
+
+def _spec(work: Path) -> Path:
+    raw = yaml.safe_load(SPEC.read_text())
+    raw.update(
+        name="resume",
+        pool=raw["pool"][:4],
+        subsets={"sampler": "stratified", "sizes": [1, 2, 3, 4], "per_size": 1},
+        budget={
+            "intermediate_steps": 60,
+            "target_steps": 60,
+            "report_every_steps": 20,
+            "probe_steps": 5,
+            "scheduler": "fifo",
+        },
+        hyperparameters={"learning_rate": 1.0e-3},  # fixed: the two searches train alike
+        mlflow={"experiment": "resume"},
+        storage_path=str(work / "runs"),
+    )
+    path = work / "resume.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _env(work: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "RAY_ADDRESS": "",
+    }
+
+
+def _xlt(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xlt_search", *args],
+        cwd=work,
+        env=_env(work),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _outcome(work: Path) -> dict[str, tuple[str, int, float]]:
+    """Each trial's subset -> (status, final budget_steps, score)."""
+    trials = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+    return {
+        row["tasks"]: (row["status"], int(row["budget_steps"]), round(float(row["score"]), 6))
+        for _, row in trials.iterrows()
+    }
+
+
+def test_a_killed_driver_resumes_to_the_uninterrupted_result(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    result = _xlt(reference, "run", str(_spec(reference)))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    work = tmp_path_factory.mktemp("interrupted")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "xlt_search", "run", str(_spec(work))],
+        cwd=work,
+        env=_env(work),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the driver and the Ray it started
+    )
+    # kill it once one trial has finished and another has reported but not finished
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if not (work / "mlflow.db").exists():
+            continue
+        try:
+            trials = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+        except Exception:  # the experiment or its first run is not there yet
+            continue
+        if (
+            "status" in trials
+            and (trials["status"] == "completed").any()
+            and ((trials["status"] == "running") & (trials["budget_steps"] > 0)).any()
+        ):
+            break
+    else:
+        pytest.fail("the search never reached a point to interrupt")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+    before = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+    unfinished = set(before.loc[before["status"] == "running", "tasks"])
+    assert unfinished
+
+    resumed = _xlt(work, "resume", "resume")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+
+    # the same trials, each with one child run, ending at the same step with the same score
+    assert _outcome(work) == _outcome(reference)
+    after = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+    assert len(after) == len(before) == after["trial_id"].nunique()
+    # the trials stopped mid-way continued from a checkpoint, not from scratch
+    continued = after[after["tasks"].isin(unfinished)]
+    assert (continued["restored_from"] > 0).any()
+    # no step was logged twice in any run
+    import mlflow
+
+    client = mlflow.MlflowClient(_env(work)["MLFLOW_TRACKING_URI"])
+    for run_id in after["run_id"]:
+        steps = [m.step for m in client.get_metric_history(run_id, "score")]
+        assert len(steps) == len(set(steps)), run_id
+
+
+def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: Path) -> None:
+    from xlt_search.errors import UserError
+    from xlt_search.search import _check_experiment
+
+    with pytest.raises(UserError, match="holds no Tune experiment"):
+        _check_experiment(str(tmp_path / "gone"))
+    experiment = tmp_path / "search"
+    checkpoint = experiment / "_train_0001" / "checkpoint_000003"
+    checkpoint.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"")
+    import torch
+
+    torch.save({"weights": torch.arange(10_000.0)}, checkpoint / "trial_state.pt")
+    _check_experiment(str(experiment))  # a whole checkpoint passes
+    data = bytearray((checkpoint / "trial_state.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the tensor data
+    (checkpoint / "trial_state.pt").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="delete that checkpoint folder") as error:
+        _check_experiment(str(experiment))
+    assert "\n" not in str(error.value)
+    assert (checkpoint / "trial_state.pt").exists()  # nothing is deleted for the user
+    # a state file cut short (a write the crash interrupted)
+    (checkpoint / "trial_state.pt").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(UserError, match="not a checkpoint archive"):
+        _check_experiment(str(experiment))

@@ -54,6 +54,18 @@ BAD_SPECS = {
         "size 12 is impossible",
     ),
     "bad value": (lambda raw: set_key(raw, "budget.reduction_factor", 1), "reduction_factor"),
+    "wrong type": (
+        lambda raw: set_key(raw, "budget.target_steps", "many"),
+        "budget.target_steps: expected int, got 'many'",
+    ),
+    "typo in a value": (
+        lambda raw: set_key(raw, "subsets.sampler", "stratifed"),
+        "did you mean 'stratified'",
+    ),
+    "file store": (
+        lambda raw: set_key(raw, "mlflow.tracking_uri", "file:///tmp/mlruns"),
+        "file store, which MLflow has deprecated",
+    ),
 }
 
 
@@ -134,3 +146,41 @@ def test_tasks_shows_one_declaration_and_a_specs_own_tasks(tmp_path: Path) -> No
     assert "my_sst" in listed.stdout
     unknown = xlt("tasks", "xnil", cwd=tmp_path)
     assert unknown.returncode == 2 and "did you mean 'xnli'" in unknown.stderr
+
+
+def test_malformed_yaml_is_one_line_with_its_place(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("name: x\nbudget: {intermediate_steps: 3\n")
+    result = xlt("run", str(spec), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "broken.yaml: malformed YAML at line 3" in line
+
+
+def test_more_cpus_than_the_cluster_has_fails_before_anything_is_written(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, lambda raw: set_key(raw, "resources.cpu", 64))
+    db = tmp_path / "keep.db"
+    result = xlt("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    assert result.returncode == 2, result.stderr
+    assert (
+        "resources.cpu: 64 per trial, but the cluster has" in result.stderr.strip().splitlines()[-1]
+    )
+    assert not (tmp_path / "runs").exists() and not db.exists()
+
+
+def test_a_storage_path_that_cannot_be_a_folder_fails_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("an existing file where the results would go")
+    spec = write_spec(tmp_path, lambda raw: None)
+    raw = yaml.safe_load(spec.read_text())
+    raw["storage_path"] = str(blocker / "runs")
+    spec.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "keep.db"
+    result = xlt("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]  # Ray's own notice about its auth comes first
+    assert f"storage_path: {blocker / 'runs'} cannot hold the search's results" in line
+    assert "Traceback" not in result.stderr
+    assert blocker.read_text().startswith("an existing file") and not db.exists()

@@ -158,3 +158,33 @@ def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: P
     (checkpoint / "trial_state.pt").write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(UserError, match="not a checkpoint archive"):
         _check_experiment(str(experiment))
+
+
+def test_resume_through_the_cli_refuses_damage_in_one_line_and_keeps_everything(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path)
+    raw = yaml.safe_load(spec.read_text())
+    raw["subsets"] = {"sampler": "stratified", "sizes": [1, 2], "per_size": 1}
+    raw["budget"].update(intermediate_steps=20, target_steps=20)
+    spec.write_text(yaml.safe_dump(raw))
+    assert _xlt(tmp_path, "run", str(spec)).returncode == 0
+    runs = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    (experiment,) = (tmp_path / "runs").iterdir()
+    state = sorted(experiment.glob("*/checkpoint_*/trial_state.pt"))[0]
+    damaged = bytearray(state.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    state.write_bytes(bytes(damaged))
+
+    result = _xlt(tmp_path, "resume", "resume")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("xlt-search: error: ") and "delete that checkpoint folder" in line
+    assert "Traceback" not in result.stderr and state.read_bytes() == bytes(damaged)
+
+    experiment.rename(tmp_path / "moved")
+    result = _xlt(tmp_path, "resume", "resume")
+    assert result.returncode == 2
+    assert "holds no Tune experiment" in result.stderr.strip().splitlines()[-1]
+    after = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    assert after[["run_id", "status", "score"]].equals(runs[["run_id", "status", "score"]])

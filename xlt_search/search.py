@@ -134,6 +134,7 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     plan = make_plan(spec)
     ray = _start_ray()
     _check_resources(spec, ray.cluster_resources())
+    _check_storage(spec)
     _check_cluster(spec, ray)
     model, data = _prepare(spec)
 
@@ -265,6 +266,24 @@ def _results_dir(spec: SearchSpec, run_name: str) -> Path:
     if _is_uri(spec.storage_path):
         return Path("xlt_results").resolve() / run_name
     return Path(spec.storage_path).resolve() / run_name
+
+
+def _check_storage(spec: SearchSpec) -> None:
+    """A local storage_path must be a folder this process can create and write in."""
+    if _is_uri(spec.storage_path):
+        return
+    folder = Path(spec.storage_path).resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".xlt-search-write-{uuid.uuid4().hex}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"storage_path: {folder} cannot hold the search's results ({error.strerror or error}); "
+            "point storage_path at a writable folder (on a cluster, one every node mounts) or "
+            "at cloud storage (s3://..., gs://...)"
+        ) from None
 
 
 def _check_experiment(path: str) -> None:

@@ -203,6 +203,22 @@ def test_a_job_submitted_search_uses_both_nodes_and_logs_one_run_per_trial(
     assert len(_trial_nodes(cluster)) == 2
 
 
+def test_a_local_mlflow_store_on_a_cluster_is_refused_in_one_line(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    spec = _job_spec(tmp_path, "local-store", cluster)
+    raw = yaml.safe_load(spec.read_text())
+    raw["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec.write_text(yaml.safe_dump(raw))
+    job = _submit(tmp_path, spec, cluster)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode != 0
+    assert "xlt-search: error: mlflow.tracking_uri: sqlite:///" in output
+    assert "is a store on this machine, but the Ray cluster has 2 nodes" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def _raylet_pid(node_manager_port: int) -> int:
     out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
     for line in out.splitlines():

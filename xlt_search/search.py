@@ -134,8 +134,8 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     plan = make_plan(spec)
     ray = _start_ray()
     _check_resources(spec, ray.cluster_resources())
-    _check_storage(spec)
     _check_cluster(spec, ray)
+    _check_storage(spec)
     model, data = _prepare(spec)
 
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -111,7 +111,7 @@ def describe_plan(plan: SearchPlan) -> str:
             "; ".join(f"{n}={_describe_domain(d)}" for n, d in spec.hyperparameters.items())
             or "pipeline defaults"
         ),
-        f"storage     {Path(spec.storage_path).resolve()}",
+        f"storage     {_experiment_path(spec, '<run name>').rsplit('/', 1)[0]}",
         f"mlflow      experiment '{spec.experiment}' at {spec.tracking_uri or 'sqlite:///mlflow.db'}",
     ]
     return "\n".join(lines)

@@ -269,13 +269,19 @@ def _results_dir(spec: SearchSpec, run_name: str) -> Path:
 
 
 def _check_storage(spec: SearchSpec) -> None:
-    """A local storage_path must be a folder this process can create and write in."""
+    """A local storage_path must be a folder this process can create and write in.
+
+    Nothing is created here: a search stopped by a later check leaves no folder behind. A missing
+    folder is checked through its nearest existing parent, where Tune will create it.
+    """
     if _is_uri(spec.storage_path):
         return
     folder = Path(spec.storage_path).resolve()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".xlt-search-write-{uuid.uuid4().hex}"
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        probe = existing / f".xlt-search-write-{uuid.uuid4().hex}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:

@@ -15,31 +15,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from processes import MlflowServer, free_port, small_spec
 
 from xlt_search.tracking import load_trials
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
 RAY = str(Path(sys.executable).with_name("ray"))
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check, timeout_s: float, what: str) -> None:
@@ -64,14 +55,6 @@ def _ray(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=180)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     work = tmp_path_factory.mktemp("cluster")
@@ -91,24 +74,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         env=env,
     )
     assert head.returncode == 0, head.stderr[-3000:]
-    mlflow_port = free_port()
-    mlflow = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(mlflow_port),
-        ],
-        cwd=work,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    mlflow = MlflowServer(work, env)
     try:
+        mlflow.start()
         worker = _ray(
             "start",
             f"--address=127.0.0.1:{port}",
@@ -119,43 +87,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             env=env,
         )
         assert worker.returncode == 0, worker.stderr[-3000:]
-        uri = f"http://127.0.0.1:{mlflow_port}"
-        wait_for(lambda: _healthy(f"{uri}/health"), 120, "the MLflow server")
         yield Cluster(
             gcs=f"127.0.0.1:{port}",
             dashboard=f"http://127.0.0.1:{dashboard_port}",
             worker_node_manager_port=worker_port,
-            mlflow_uri=uri,
+            mlflow_uri=mlflow.uri,
             env=env,
         )
     finally:
-        mlflow.terminate()
-        mlflow.wait(timeout=60)
+        if mlflow.process is not None:
+            mlflow.stop()
         _ray("stop", "--force", env=env)
 
 
 def _job_spec(work: Path, name: str, cluster: Cluster) -> Path:
-    raw = yaml.safe_load(SPEC.read_text())
-    raw.update(
-        name=name,
-        pool=raw["pool"][:4],
-        subsets={"sampler": "stratified", "sizes": [1, 2, 3, 4], "per_size": 1},
-        budget={
-            "intermediate_steps": 60,
-            "target_steps": 60,
-            "report_every_steps": 20,
-            "probe_steps": 5,
-            "scheduler": "fifo",
-        },
+    return small_spec(
+        work,
+        name,
+        4,
         max_concurrent_trials=2,
         max_failures=3,
         mlflow={"experiment": name, "tracking_uri": cluster.mlflow_uri},
         storage_path=str(work / "runs"),  # one machine: every node sees it
         data={"max_seq_length": 32, "cache_dir": str(work / "cache")},
     )
-    path = work / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def _submit(work: Path, spec: Path, cluster: Cluster) -> subprocess.Popen:

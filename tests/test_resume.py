@@ -15,35 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import small_spec
 
 from xlt_search.tracking import load_trials
-
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
 
 pytestmark = pytest.mark.e2e
 
 
 def _spec(work: Path) -> Path:
-    raw = yaml.safe_load(SPEC.read_text())
-    raw.update(
-        name="resume",
-        pool=raw["pool"][:4],
-        subsets={"sampler": "stratified", "sizes": [1, 2, 3, 4], "per_size": 1},
-        budget={
-            "intermediate_steps": 60,
-            "target_steps": 60,
-            "report_every_steps": 20,
-            "probe_steps": 5,
-            "scheduler": "fifo",
-        },
-        hyperparameters={"learning_rate": 1.0e-3},  # fixed: the two searches train alike
-        mlflow={"experiment": "resume"},
-        storage_path=str(work / "runs"),
-    )
-    path = work / "resume.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    # a fixed learning rate: the two searches train alike
+    return small_spec(work, "resume", 4, hyperparameters={"learning_rate": 1.0e-3})
 
 
 def _env(work: Path) -> dict[str, str]:

@@ -45,7 +45,7 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def start_trial(logger: SearchLogger, trial_id: str, chosen: tuple[str, ...]) -> str:
+def start_trial(logger: SearchLogger, trial_id: str, chosen: tuple[str, ...]) -> None:
     params = {
         "tasks": subsets.subset_key(chosen),
         "n_tasks": len(chosen),
@@ -53,7 +53,7 @@ def start_trial(logger: SearchLogger, trial_id: str, chosen: tuple[str, ...]) ->
         "learning_rate": 0.001,
         "task_sampler": "uniform",
     }
-    return logger.trial_started(trial_id, f"k{len(chosen)}-{params['tasks']}", params)
+    logger.trial_started(trial_id, f"k{len(chosen)}-{params['tasks']}", params)
 
 
 def log_search(uri: str, experiment: str = "exp", name: str = "search") -> SearchLogger:
@@ -168,6 +168,7 @@ def test_parent_run_holds_the_spec_and_the_tags(uri: str, tmp_path: Path) -> Non
     csv = tmp_path / "scaling_curve.csv"
     csv.write_text("n_tasks\n1\n")
     logger.log_artifact(csv)
+    assert logger.flush() == 0  # logging calls only queue: this waits for MLflow to have it
     names = {a.path for a in client(uri).list_artifacts(logger.parent_run_id)}
     assert names == {"spec.yaml", "scaling_curve.csv"}
 
@@ -196,7 +197,7 @@ def test_child_runs_carry_params_status_and_stepped_metrics(uri: str) -> None:
     statuses = {tid: (r.data.tags["status"], r.info.status) for tid, r in runs.items()}
     assert statuses == {
         "t1": ("completed", "FINISHED"),
-        "t2": ("early_stopped", "KILLED"),
+        "t2": ("early_stopped", "FINISHED"),
         "t3": ("errored", "FAILED"),
     }
     errored = runs["t3"]
@@ -268,15 +269,20 @@ def test_a_deleted_experiment_is_refused(uri: str) -> None:
 def test_a_retried_trial_gets_its_run_back(uri: str) -> None:
     logger = SearchLogger(uri)
     logger.start("exp", "s", "", tags={})
-    run_id = start_trial(logger, "t1", ("syn_a",))
+    start_trial(logger, "t1", ("syn_a",))
     logger.trial_result("t1", {"score": 0.1}, step=10)
     logger.trial_ended("t1", "errored", error="worker died")
-    assert start_trial(logger, "t1", ("syn_a",)) == run_id
+    logger.flush()
+    run_id = logger.run_ids["t1"]
+    start_trial(logger, "t1", ("syn_a",))
+    logger.flush()
+    assert logger.run_ids == {"t1": run_id}
     run = client(uri).get_run(run_id)
     assert run.info.status == "RUNNING" and run.data.tags["status"] == "running"
     assert run.data.params["tasks"] == "syn_a" and len(load_trials("exp", uri)) == 1
     logger.trial_result("t1", {"score": 0.2}, step=20)
     logger.trial_ended("t1", "completed")
+    logger.flush()
     assert [m.step for m in client(uri).get_metric_history(run_id, "score")] == [10, 20]
     assert "error" not in client(uri).get_run(run_id).data.tags
 
@@ -291,12 +297,13 @@ def test_resume_recovers_the_trials_runs_from_mlflow(uri: str) -> None:
     again = SearchLogger(uri)
     again.resume(first.parent_run_id)
     assert again.run_ids == first.run_ids and again.parent_run_id == first.parent_run_id
-    assert start_trial(again, "t2", ("syn_b",)) == first.run_ids["t2"]
+    start_trial(again, "t2", ("syn_b",))
     again.trial_ended("t2", "completed")
     start_trial(again, "t3", ("syn_c",))
     again.finish()
     trials = load_trials("exp", uri)
     assert sorted(trials["trial_id"]) == ["t1", "t2", "t3"]
+    assert again.run_ids == {**first.run_ids, "t3": again.run_ids["t3"]}
     assert dict(zip(trials["trial_id"], trials["status"], strict=True)) == {
         "t1": "interrupted",
         "t2": "completed",
@@ -308,9 +315,9 @@ def test_resume_recovers_the_trials_runs_from_mlflow(uri: str) -> None:
 def test_finish_closes_trials_left_open(uri: str) -> None:
     logger = SearchLogger(uri)
     logger.start("exp", "s", "", tags={})
-    run_id = start_trial(logger, "t1", ("syn_a",))
-    logger.finish("KILLED")
-    run = client(uri).get_run(run_id)
+    start_trial(logger, "t1", ("syn_a",))
+    assert logger.finish("KILLED") == 0
+    run = client(uri).get_run(logger.run_ids["t1"])
     assert run.info.status == "KILLED" and run.data.tags["status"] == "interrupted"
     assert client(uri).get_run(logger.parent_run_id).info.status == "KILLED"
 
@@ -319,10 +326,12 @@ def test_the_logger_pickles_and_logs_on(uri: str) -> None:
     logger = SearchLogger(uri)
     logger.start("exp", "s", "", tags={})
     start_trial(logger, "t1", ("syn_a",))
+    assert logger.flush() == 0  # a copy knows the runs MLflow had when it was pickled
     restored = pickle.loads(pickle.dumps(logger))
-    assert restored.run_ids == logger.run_ids
+    assert restored.run_ids == logger.run_ids and set(restored.run_ids) == {"t1"}
     restored.trial_result("t1", {"score": 0.5}, step=5)
     restored.trial_ended("t1", "completed")
+    assert restored.flush() == 0
     assert load_trials("exp", uri)["score"].tolist() == [0.5]
 
 

@@ -139,7 +139,7 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     model, data = _prepare(spec)
 
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    logger = tracking.SearchLogger(spec.tracking_uri)
+    logger = tracking.SearchLogger(spec.tracking_uri, journal_dir=_results_dir(spec, run_name))
     logger.start(
         spec.experiment,
         run_name,
@@ -176,7 +176,9 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
     _check_cluster(spec, ray)
     model, data = _prepare(spec)
 
-    logger = tracking.SearchLogger(found.tracking_uri)
+    logger = tracking.SearchLogger(
+        found.tracking_uri, journal_dir=_results_dir(spec, Path(path).name)
+    )
     logger.resume(found.run_id)
     _LOGGERS[found.run_id] = logger
     # A trial may report again a step it had reported before the interruption (Tune resumes it

@@ -1,14 +1,22 @@
 """MLflow: one parent run per search, one child run per trial, and loading a search back as a table.
 
 Everything goes through `mlflow.MlflowClient` (no fluent API, no global active run), so logging from
-the driver's Tune callback never touches a run another piece of code has open. MLflow is imported
-inside the functions that need it.
+the driver's Tune callback never touches a run another piece of code has open. The callback's calls
+only queue their operations: a background thread delivers them, waits out a server that went away,
+and leaves what it could not deliver in a journal that `sync` (`xlt-search sync`) replays. MLflow is
+imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import math
 import os
+import queue
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +38,7 @@ TrialStatus = Literal["completed", "early_stopped", "errored"]
 # The `status` tag of a child run, and the MLflow run status each one ends with.
 RUN_STATUS: dict[str, str] = {
     "completed": "FINISHED",
-    "early_stopped": "KILLED",
+    "early_stopped": "FINISHED",  # ASHA's cut is an ordinary end; the status tag tells it apart
     "errored": "FAILED",
 }
 RUNNING = "running"  # the `status` tag of a trial that has not ended
@@ -104,28 +112,64 @@ def check_tracking_uri(uri: str | None, timeout_s: float = 3.0) -> None:
     )
 
 
+FLUSH_TIMEOUT_S = 60.0  # how long `finish` waits, by default, for MLflow to take what was logged
+RETRY_MAX_WAIT_S = 30.0  # the longest pause between two tries at a server that does not answer
+JOURNAL_PATTERN = "mlflow-journal-*.jsonl"  # a logger's journal, in the folder it was given
+
+
 class SearchLogger:
     """Logs one search to MLflow: a parent run, and a child run per trial, from the driver.
 
+    `start` and `resume` reach MLflow at once, so a store that cannot be reached fails there,
+    before any trial. Every later call only queues its operation and returns; one background
+    thread delivers the queue in order, so no Tune callback waits on the network. While the server
+    does not answer, the thread tries again with backoff and the operations wait. With a
+    `journal_dir` (the search's results folder), each operation is also appended to a journal
+    there before it is queued, and what MLflow has taken is recorded beside it: whatever a dead
+    driver or a server that never came back left undelivered, `sync` (`xlt-search sync`) delivers.
+
     Params are logged once (MLflow params are immutable), metrics at `step=budget_steps`. Each
-    child run carries Tune's trial id as a tag, so `resume` finds a search's runs again after a
-    restart. The logger pickles (Tune stores its callbacks with the experiment); the client is made
-    anew after unpickling.
+    child run carries Tune's trial id as a tag, so `resume` and `sync` find a search's runs again.
+    The logger pickles without its queue: a copy knows the runs MLflow had when it was pickled
+    (`flush` first), and delivers what is logged through it, journaled apart, with a client and a
+    thread of its own.
     """
 
-    def __init__(self, tracking_uri: str | None = None) -> None:
+    _PICKLED = ("tracking_uri", "journal_dir", "_experiment_id", "_parent_run_id")
+
+    def __init__(
+        self, tracking_uri: str | None = None, journal_dir: Path | str | None = None
+    ) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        self._client: MlflowClient | None = None
+        self.journal_dir = Path(journal_dir).resolve() if journal_dir is not None else None
         self._experiment_id: str | None = None
         self._parent_run_id: str | None = None
-        self._run_ids: dict[str, str] = {}
+        self._run_ids: dict[str, str] = {}  # filled by the delivering thread as runs are made
+        self._trials: set[str] = set()  # trials started through this logger, delivered or not
+        self._make_runtime()
+
+    def _make_runtime(self) -> None:
+        self._client: MlflowClient | None = None
+        self._queue: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
+        self._progress = threading.Condition()  # guards the two counts and the journal's order
+        self._queued = self._handled = 0
+        self._journal: _Journal | None = None
+        self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
+        return {
+            **{name: self.__dict__[name] for name in self._PICKLED},
+            "_run_ids": dict(self._run_ids),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._trials = set()
+        self._make_runtime()
 
     @property
     def client(self) -> MlflowClient:
-        """The MLflow client for `tracking_uri`."""
+        """The MLflow client for `tracking_uri` (the calling thread's; the queue has its own)."""
         if self._client is None:
             from mlflow import MlflowClient
 
@@ -139,8 +183,15 @@ class SearchLogger:
 
     @property
     def run_ids(self) -> dict[str, str]:
-        """Tune trial id -> MLflow run id of every trial logged so far (a copy)."""
+        """Tune trial id -> MLflow run id of every trial whose run MLflow has (a copy); `flush`
+        first for those just started."""
         return dict(self._run_ids)
+
+    @property
+    def journal(self) -> Path | None:
+        """The journal this logger appends to (None without a `journal_dir`, or before the first
+        operation of an unpickled copy)."""
+        return self._journal.path if self._journal is not None else None
 
     def start(self, experiment: str, run_name: str, spec_text: str, tags: Mapping[str, str]) -> str:
         """Open the search's parent run (creating the experiment if needed); returns its run id.
@@ -157,97 +208,464 @@ class SearchLogger:
         )
         self._parent_run_id = run.info.run_id
         self.client.log_text(self._parent_run_id, spec_text, "spec.yaml")
+        self._open_journal()
         return self._parent_run_id
 
     def resume(self, parent_run_id: str) -> None:
-        """Log into an existing search again: reopen its parent run and recover its trials' runs."""
+        """Log into an existing search again: deliver what its journals in `journal_dir` still
+        hold, reopen its parent run and recover its trials' runs."""
         if self._parent_run_id is not None:
             raise RuntimeError(f"this logger already logs the search {self._parent_run_id}")
         parent = _get_run(self.client, parent_run_id, self.tracking_uri)
+        for path in _journal_paths(self.journal_dir) if self.journal_dir else []:
+            journal = _Journal(path)
+            if journal.read()[0].get("parent_run_id") == parent_run_id:
+                _replay(journal, self.tracking_uri)
         self._experiment_id = parent.info.experiment_id
         self._parent_run_id = parent_run_id
-        for run in _child_runs(self.client, self._experiment_id, parent_run_id):
-            trial_id = run.data.tags.get(TRIAL_ID_TAG)
-            if trial_id:
-                self._run_ids[trial_id] = run.info.run_id
+        self._run_ids.update(_trial_runs(self.client, self._experiment_id, parent_run_id))
         self.client.update_run(parent_run_id, status="RUNNING")
+        self._open_journal()
 
-    def trial_started(self, trial_id: str, run_name: str, params: Mapping[str, Any]) -> str:
-        """Open the trial's child run and log its params; returns the run id.
+    def trial_started(self, trial_id: str, run_name: str, params: Mapping[str, Any]) -> None:
+        """Open the trial's child run and log its params.
 
         A trial that already has a run (a retry, or a resumed search) gets it back, reopened, and
-        its params are not logged again.
+        the params it has are not logged again.
         """
-        parent = self._require_parent()
-        run_id = self._run_ids.get(trial_id)
-        if run_id is not None:
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, "status", RUNNING)
-            if "error" in self.client.get_run(run_id).data.tags:
-                self.client.delete_tag(run_id, "error")  # the failure this retry recovers from
-            return run_id
-        run = self.client.create_run(
-            self._experiment_id,
-            run_name=run_name,
-            tags={PARENT_TAG: parent, TRIAL_ID_TAG: trial_id, "status": RUNNING},
+        self._require_parent()
+        self._trials.add(trial_id)
+        params = {key: str(value) for key, value in params.items()}
+        self._enqueue(
+            {"op": "trial_started", "trial_id": trial_id, "run_name": run_name, "params": params}
         )
-        run_id = self._run_ids[trial_id] = run.info.run_id
-        from mlflow.entities import Param
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
-
-        entries = [Param(key, str(value)) for key, value in params.items()]
-        for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_TAGS_PER_BATCH])
-        return run_id
 
     def trial_result(self, trial_id: str, metrics: Mapping[str, float], step: int) -> None:
         """Log a report's metrics at `step` (the trial's budget_steps); skips NaN and inf."""
-        from mlflow.entities import Metric
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
-
-        run_id = self._require_trial(trial_id)
-        now_ms = int(time.time() * 1000)
-        entries = [
-            Metric(key, float(value), now_ms, int(step))
-            for key, value in metrics.items()
-            if math.isfinite(float(value))
-        ]
-        for start in range(0, len(entries), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=entries[start : start + MAX_METRICS_PER_BATCH])
+        self._require_trial(trial_id)
+        finite = {key: float(v) for key, v in metrics.items() if math.isfinite(float(v))}
+        if finite:
+            self._enqueue(
+                {
+                    "op": "trial_result",
+                    "trial_id": trial_id,
+                    "metrics": finite,
+                    "step": int(step),
+                    "timestamp_ms": int(time.time() * 1000),
+                }
+            )
 
     def trial_ended(self, trial_id: str, status: TrialStatus, error: str | None = None) -> None:
         """Close the trial's run: `status` tag, MLflow run status, and the error's text if any."""
         if status not in RUN_STATUS:
             raise ValueError(f"trial status '{status}' is not one of {', '.join(RUN_STATUS)}")
-        run_id = self._require_trial(trial_id)
-        self.client.set_tag(run_id, "status", status)
-        if error:
-            self.client.set_tag(run_id, "error", error[:MAX_TAG_CHARS])
-        self.client.set_terminated(run_id, status=RUN_STATUS[status])
-
-    def finish(self, status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED") -> None:
-        """Close the parent run with `status`; trials still open are closed as `interrupted`."""
-        parent = self._require_parent()
-        still_open = "attributes.status = 'RUNNING'"
-        for run in _child_runs(self.client, self._experiment_id, parent, still_open):
-            self.client.set_tag(run.info.run_id, "status", INTERRUPTED)
-            self.client.set_terminated(run.info.run_id, status="KILLED")
-        self.client.set_terminated(parent, status=status)
+        self._require_trial(trial_id)
+        error = error[:MAX_TAG_CHARS] if error else None
+        self._enqueue({"op": "trial_ended", "trial_id": trial_id, "status": status, "error": error})
 
     def log_artifact(self, path: Path | str) -> None:
-        """Attach a file (the scaling curve's CSV or PNG) to the parent run."""
-        self.client.log_artifact(self._require_parent(), str(path))
+        """Attach a file (the scaling curve's CSV or PNG) to the parent run; it must stay there
+        until delivered."""
+        self._require_parent()
+        self._enqueue({"op": "log_artifact", "path": str(Path(path).resolve())})
+
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> int:
+        """Wait, at most `timeout_s` seconds, until MLflow has taken everything logged so far;
+        returns how many operations are still waiting (0: none)."""
+        with self._progress:
+            self._progress.wait_for(lambda: self._handled == self._queued, timeout=timeout_s)
+            return self._queued - self._handled
+
+    def finish(
+        self,
+        status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED",
+        timeout_s: float = FLUSH_TIMEOUT_S,
+    ) -> int:
+        """Close the parent run with `status` (trials still open are closed as `interrupted`),
+        then wait, at most `timeout_s` seconds, for MLflow to take everything logged.
+
+        Returns how many operations are still waiting. When some are (the server is down), it
+        prints one line saying where they wait and how to deliver them, and does not raise.
+        """
+        self._require_parent()
+        self._enqueue({"op": "finish", "status": status})
+        waiting = self.flush(timeout_s)
+        if waiting:
+            where = (
+                f"they wait in {self._journal.path}: deliver them with "
+                f"`xlt-search sync {self._journal.path.parent}` once it is back"
+                if self._journal is not None
+                else "this logger has no journal folder: they are lost when this process ends"
+            )
+            print(
+                f"xlt-search: warning: {waiting} logging operations have not reached MLflow at "
+                f"{self.tracking_uri} within {timeout_s:g} s (is the server down?); {where}",
+                file=sys.stderr,
+            )
+        return waiting
+
+    def _open_journal(self) -> None:
+        if self.journal_dir is not None:
+            header = {
+                "tracking_uri": self.tracking_uri,
+                "experiment_id": self._experiment_id,
+                "parent_run_id": self._parent_run_id,
+            }
+            self._journal = _Journal.create(self.journal_dir, header)
+
+    def _enqueue(self, operation: dict[str, Any]) -> None:
+        """Journal the operation, then queue it for the delivering thread (started at the first)."""
+        with self._progress:
+            if self._journal is None and self.journal_dir is not None:
+                self._open_journal()  # an unpickled copy: a journal of its own
+            if self._journal is not None:
+                self._journal.append(operation)
+            self._queue.put((self._queued, operation))
+            self._queued += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._deliver_queue, name="xlt-search-mlflow", daemon=True
+                )
+                self._thread.start()
+
+    def _deliver_queue(self) -> None:
+        """The delivering thread: each operation in order, tried again while MLflow does not
+        answer. A daemon: a process that ends leaves what is undelivered to its journal."""
+        runs = _Runs(self.tracking_uri, self._experiment_id, self._parent_run_id, self._run_ids)
+        while True:
+            index, operation = self._queue.get()
+            for attempt in itertools.count():
+                if self._deliver(runs, index, operation) is None:
+                    break
+                if attempt == 0:
+                    where = f" (journaled in {self._journal.path})" if self._journal else ""
+                    print(
+                        f"xlt-search: warning: MLflow at {self.tracking_uri} is unreachable; "
+                        f"what the search logs waits{where} and goes to MLflow when it is back",
+                        file=sys.stderr,
+                    )
+                time.sleep(min(RETRY_MAX_WAIT_S, 0.5 * 2**attempt))
+            if attempt > 0:
+                print(
+                    f"xlt-search: MLflow at {self.tracking_uri} is back; delivering what waited",
+                    file=sys.stderr,
+                )
+            with self._progress:
+                self._handled += 1
+                self._progress.notify_all()
+
+    def _deliver(self, runs: _Runs, index: int, operation: dict[str, Any]) -> Exception | None:
+        """Apply operation `index` once; None when it is done with, else the unreachable
+        server's error."""
+        journal = self._journal
+        if journal is None:
+            return runs.apply(operation)
+        with journal.locked():
+            if journal.delivered() > index:
+                return None  # `xlt-search sync` delivered it meanwhile
+            error = runs.apply(operation)
+            if error is None:
+                journal.mark_delivered(index + 1)
+            return error
 
     def _require_parent(self) -> str:
         if self._parent_run_id is None:
             raise RuntimeError("call SearchLogger.start (or resume) before logging trials")
         return self._parent_run_id
 
-    def _require_trial(self, trial_id: str) -> str:
+    def _require_trial(self, trial_id: str) -> None:
         self._require_parent()
-        if trial_id not in self._run_ids:
+        if trial_id not in self._trials and trial_id not in self._run_ids:
             raise KeyError(f"trial '{trial_id}' has no run; call trial_started first")
-        return self._run_ids[trial_id]
+
+
+def sync(journal_dir: Path | str, tracking_uri: str | None = None) -> int:
+    """Deliver to MLflow what the journals in `journal_dir` still hold; returns how many
+    operations were delivered (0: nothing was left).
+
+    `journal_dir` is the folder a `SearchLogger` journaled into (a search's results folder,
+    `<storage_path>/<run name>`). Each journal goes to the tracking URI it names, or to
+    `tracking_uri`, from where its delivered count stops. Every operation is safe to apply twice
+    (a trial's run is looked up by its trial id before one is made, params already there are not
+    logged again, and a metric goes with its report's timestamp, which MLflow keeps once), so the
+    one a dead driver may have sent without hearing back is sent again harmlessly, and running
+    sync twice logs nothing twice. A server that cannot be reached is a one-line UserError; what
+    is left stays in the journal for the next sync.
+    """
+    folder = Path(journal_dir)
+    paths = _journal_paths(folder)
+    if not paths:
+        raise UserError(
+            f"{folder} holds no MLflow journal ({JOURNAL_PATTERN}); give the folder of a "
+            "search's results, <storage_path>/<run name>"
+        )
+    return sum(_replay(_Journal(path), tracking_uri) for path in paths)
+
+
+def _replay(journal: _Journal, tracking_uri: str | None) -> int:
+    """Deliver what `journal` still holds; returns how many operations MLflow took."""
+    header, operations = journal.read()
+    if journal.delivered() >= len(operations):
+        return 0
+    uri = resolve_tracking_uri(tracking_uri or header["tracking_uri"])
+    check_tracking_uri(uri)
+    runs = _Runs(uri, header["experiment_id"], header["parent_run_id"], {})
+    _get_run(runs.client, runs.parent_run_id, uri)  # the wrong store: one line, nothing skipped
+    runs.run_ids.update(_trial_runs(runs.client, runs.experiment_id, runs.parent_run_id))
+    done = 0
+    with journal.locked(wait_s=10.0):
+        for index in range(journal.delivered(), len(operations)):
+            if runs.apply(operations[index]) is not None:
+                raise UserError(
+                    f"MLflow at {uri} stopped answering after {done} of the operations in "
+                    f"{journal.path}; the other {len(operations) - index} wait there: run "
+                    f"`xlt-search sync {journal.path.parent}` again once it is back"
+                )
+            journal.mark_delivered(index + 1)
+            done += 1
+    return done - runs.refused
+
+
+class _Runs:
+    """A search's runs in one MLflow store, and the logged operations applied to them.
+
+    Each operation is safe to apply again after an attempt whose answer was lost: the delivering
+    thread and `sync` both rely on that.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str | None,
+        parent_run_id: str | None,
+        run_ids: dict[str, str],
+    ) -> None:
+        from mlflow import MlflowClient
+
+        self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        self.run_ids: dict[str, str] = run_ids  # trial id -> run id, as runs are found or made
+        self.refused = 0
+
+    def apply(self, operation: dict[str, Any]) -> Exception | None:
+        """Apply `operation`; returns the error if MLflow could not be reached (apply it again
+        later). One MLflow refuses (a param changed, a file gone) is reported in a line and
+        skipped: trying it again would not help."""
+        name, fields = operation["op"], {k: v for k, v in operation.items() if k != "op"}
+        try:
+            getattr(self, f"_{name}")(**fields)
+        except Exception as error:
+            if _unreachable(error):
+                return error
+            self.refused += 1
+            what = f"{name} {fields.get('trial_id') or fields.get('path') or ''}".rstrip()
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            print(
+                f"xlt-search: warning: MLflow at {self.uri} refused {what} "
+                f"({type(error).__name__}: {reason}); skipped",
+                file=sys.stderr,
+            )
+        return None
+
+    def _trial_started(self, trial_id: str, run_name: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
+
+        run_id = self._run_id(trial_id)
+        logged: Mapping[str, str] = {}
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=run_name,
+                tags={PARENT_TAG: self.parent_run_id, TRIAL_ID_TAG: trial_id, "status": RUNNING},
+            )
+            run_id = self.run_ids[trial_id] = run.info.run_id
+        else:  # a retry, a resumed search, or this very operation applied before
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, "status", RUNNING)
+            run = self.client.get_run(run_id)
+            if "error" in run.data.tags:
+                self.client.delete_tag(run_id, "error")  # the failure this retry recovers from
+            logged = run.data.params
+        entries = [Param(key, value) for key, value in params.items() if key not in logged]
+        for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+
+    def _trial_result(
+        self, trial_id: str, metrics: dict[str, float], step: int, timestamp_ms: int
+    ) -> None:
+        from mlflow.entities import Metric
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+        run_id = self._require_run(trial_id)
+        entries = [Metric(key, value, timestamp_ms, step) for key, value in metrics.items()]
+        for start in range(0, len(entries), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=entries[start : start + MAX_METRICS_PER_BATCH])
+
+    def _trial_ended(self, trial_id: str, status: TrialStatus, error: str | None) -> None:
+        run_id = self._require_run(trial_id)
+        self.client.set_tag(run_id, "status", status)
+        if error:
+            self.client.set_tag(run_id, "error", error)
+        self.client.set_terminated(run_id, status=RUN_STATUS[status])
+
+    def _log_artifact(self, path: str) -> None:
+        self.client.log_artifact(self.parent_run_id, path)
+
+    def _finish(self, status: str) -> None:
+        still_open = "attributes.status = 'RUNNING'"
+        for run in _child_runs(self.client, self.experiment_id, self.parent_run_id, still_open):
+            self.client.set_tag(run.info.run_id, "status", INTERRUPTED)
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+    def _run_id(self, trial_id: str) -> str | None:
+        """The trial's run: known, or found by its trial id (made by an earlier attempt, by
+        `sync`, or by the logger this one was pickled from)."""
+        if trial_id not in self.run_ids:
+            found = _trial_runs(self.client, self.experiment_id, self.parent_run_id, trial_id)
+            self.run_ids.update(found)
+        return self.run_ids.get(trial_id)
+
+    def _require_run(self, trial_id: str) -> str:
+        run_id = self._run_id(trial_id)
+        if run_id is None:
+            raise KeyError(f"trial '{trial_id}' has no run in MLflow")
+        return run_id
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether `error` means the tracking server could not be reached, or answered 5xx until
+    MLflow's own retries ran out: worth trying again later.
+
+    MLflow 3 raises an MlflowException (error code INTERNAL_ERROR) whose `__context__` is requests'
+    ConnectionError (connection refused), Timeout or RetryError (too many 5xx answers).
+    """
+    import requests
+
+    retryable = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.RetryError,
+        ConnectionError,
+        TimeoutError,
+    )
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, retryable):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+class _Journal:
+    """One logger's journal: a JSON header line (the store, experiment and parent run), then one
+    JSON line per operation, appended before the operation is queued. Beside it,
+    `<name>.delivered` holds how many operations MLflow has taken (replaced atomically after
+    each); an flock on the journal keeps two processes (a search's driver and `xlt-search sync`)
+    from delivering it at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.marker = path.with_suffix(".delivered")
+
+    @classmethod
+    def create(cls, folder: Path, header: Mapping[str, Any]) -> _Journal:
+        """A new journal in `folder`, numbered after those already there."""
+        folder.mkdir(parents=True, exist_ok=True)
+        number = len(_journal_paths(folder))
+        while True:
+            path = folder / JOURNAL_PATTERN.replace("*", str(number))
+            try:
+                with path.open("x", encoding="utf-8") as file:
+                    file.write(json.dumps(header) + "\n")
+                return cls(path)
+            except FileExistsError:
+                number += 1  # another logger took this number first
+
+    def append(self, operation: Mapping[str, Any]) -> None:
+        # Written through to the OS at once: a driver that dies loses nothing it logged.
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(operation, allow_nan=False) + "\n")
+
+    def read(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The header and the operations; a last line cut short (a driver killed while writing
+        it) is left out, as its operation was never queued."""
+        *lines, _cut_short = self.path.read_text(encoding="utf-8").split("\n")
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise UserError(
+                    f"MLflow journal {self.path} is damaged at line {number} ({error}); "
+                    "mend or delete that line, then sync again"
+                ) from None
+        return (records[0] if records else {}), records[1:]
+
+    def delivered(self) -> int:
+        try:
+            return int(self.marker.read_text())
+        except FileNotFoundError:
+            return 0
+
+    def mark_delivered(self, count: int) -> None:
+        partial = self.marker.with_name(self.marker.name + ".partial")
+        partial.write_text(str(count))
+        os.replace(partial, self.marker)
+
+    @contextlib.contextmanager
+    def locked(self, wait_s: float | None = None) -> Iterator[None]:
+        """Hold the journal's delivery lock, waiting for it at most `wait_s` seconds (None: as
+        long as it takes); a UserError if another process keeps it longer."""
+        import fcntl
+
+        with self.path.open("rb") as file:
+            if wait_s is None:
+                fcntl.flock(file, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + wait_s
+                while True:
+                    try:
+                        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise UserError(
+                                f"another process is delivering {self.path} (is its search "
+                                "still running?); sync again once it has ended"
+                            ) from None
+                        time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _journal_paths(folder: Path) -> list[Path]:
+    """The journals in `folder`, in the order their loggers made them."""
+    prefix, suffix = JOURNAL_PATTERN.split("*")
+    numbered = []
+    for path in folder.glob(JOURNAL_PATTERN):
+        number = path.name[len(prefix) : -len(suffix)]
+        if number.isdigit():
+            numbered.append((int(number), path))
+    return [path for _, path in sorted(numbered)]
+
+
+def _trial_runs(
+    client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str | None = None
+) -> dict[str, str]:
+    """Trial id -> run id of the parent's child runs (of that one trial, if given)."""
+    condition = f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'" if trial_id is not None else ""
+    runs = _child_runs(client, experiment_id, parent_run_id, condition)
+    return {
+        run.data.tags[TRIAL_ID_TAG]: run.info.run_id
+        for run in runs
+        if run.data.tags.get(TRIAL_ID_TAG)
+    }
 
 
 # The first columns of `load_trials`, in this order; metrics and other params follow.
@@ -265,14 +683,18 @@ TRIAL_COLUMNS = (
 
 
 def load_trials(
-    experiment: str, tracking_uri: str | None = None, parent_run_id: str | None = None
+    experiment: str,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
+    at_step: int | None = None,
 ) -> pd.DataFrame:
     """The trials of a search, one row per child run, from MLflow.
 
     The search is `parent_run_id`, or else the newest search run of `experiment`. Columns: those
-    of TRIAL_COLUMNS (`score` and `budget_steps` are the last values reported), then every other
-    metric, then every other param (`use.<task>` as booleans, numbers as numbers). Rows are sorted
-    by `n_tasks`, then `tasks`.
+    of TRIAL_COLUMNS (`score` and `budget_steps` are the last values reported, or with `at_step`
+    the last reported at a budget_steps of at most `at_step`, every metric alike), then every
+    other metric, then every other param (`use.<task>` as booleans, numbers as numbers). Rows are
+    sorted by `n_tasks`, then `tasks`.
     """
     import pandas as pd
 
@@ -282,7 +704,10 @@ def load_trials(
     client = MlflowClient(tracking_uri=uri)
     parent = _find_parent(client, experiment, uri, parent_run_id)
     parent_run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
-    rows = [_trial_row(run) for run in _child_runs(client, experiment_id, parent_run_id)]
+    rows = [
+        _trial_row(run, None if at_step is None else _metrics_at(client, run, at_step))
+        for run in _child_runs(client, experiment_id, parent_run_id)
+    ]
     table = pd.DataFrame(rows)
     for column in TRIAL_COLUMNS:
         if column not in table:
@@ -377,10 +802,23 @@ def log_search_artifacts(
         client.log_artifact(parent_run_id, str(path))
 
 
-def _trial_row(run: Run) -> dict[str, Any]:
+def _metrics_at(client: MlflowClient, run: Run, step: int) -> dict[str, float]:
+    """Each of the run's metrics as last reported at a step of at most `step` (left out if none
+    was)."""
+    found = {}
+    for key in run.data.metrics:
+        history = [m for m in client.get_metric_history(run.info.run_id, key) if m.step <= step]
+        if history:
+            found[key] = max(history, key=lambda m: (m.step, m.timestamp)).value
+    return found
+
+
+def _trial_row(run: Run, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+    """One row of `load_trials`; `metrics` replaces the run's last values when given."""
     from xlt_search.subsets import parse_subset_key
 
-    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    params, tags = run.data.params, run.data.tags
+    metrics = run.data.metrics if metrics is None else metrics
     tasks = params.get("tasks", "")
     return {
         "run_id": run.info.run_id,

@@ -23,13 +23,13 @@ LARGE, BASE = "FacebookAI/xlm-roberta-large", "FacebookAI/xlm-roberta-base"
 
 # (trials, budget_steps per trial) of the plans as designed; a spec not listed here is checked
 # against the counts derived from its subsets and budget alone.
-PLANS = {
-    "x_stilts.yaml": (10, 20000 + 3000 * 8),  # grid over sizes 1 and 9: 9 + 1
-    "x_stilts_local.yaml": (10, 600 + 300 * 2),
-    "scaling_xcopa_xnli.yaml": (25, 20000 + 3000 * 2),  # 3 per size 1..8, the one of size 9
-    "scaling_xcopa_xnli_local.yaml": (9, 600 + 300 * 2),
-    "families_3_vs_9.yaml": (9, 20000 + 3000 * 3),  # 8 of size 3, the one of size 9
-    "families_3_vs_9_local.yaml": (5, 600 + 300 * 2),
+PLANS = {  # each with the no-intermediate baseline
+    "x_stilts.yaml": (11, 20000 + 3000 * 8),  # grid over sizes 1 and 9: 9 + 1
+    "x_stilts_local.yaml": (11, 600 + 300 * 2),
+    "scaling_xcopa_xnli.yaml": (26, 20000 + 3000 * 2),  # 3 per size 1..8, the one of size 9
+    "scaling_xcopa_xnli_local.yaml": (10, 600 + 300 * 2),
+    "families_3_vs_9.yaml": (10, 20000 + 3000 * 3),  # 8 of size 3, the one of size 9
+    "families_3_vs_9_local.yaml": (6, 600 + 300 * 2),
 }
 
 
@@ -38,13 +38,16 @@ def ids(paths: list[Path]) -> list[str]:
 
 
 def derived_trials(spec: SearchSpec) -> int:
-    """The trials the sampler gives, counted from the spec with binomials."""
+    """The trials the sampler gives, counted from the spec with binomials, with the baseline,
+    for every seed."""
     n, sampler = len(spec.pool), spec.subsets.sampler
     if sampler == "grid":
-        return sum(math.comb(n, k) for k in spec.sizes)
-    if sampler == "stratified":
-        return sum(min(spec.subsets.per_size, math.comb(n, k)) for k in spec.sizes)
-    return spec.subsets.num_samples
+        subsets = sum(math.comb(n, k) for k in spec.sizes)
+    elif sampler == "stratified":
+        subsets = sum(min(spec.subsets.per_size, math.comb(n, k)) for k in spec.sizes)
+    else:
+        subsets = spec.subsets.num_samples
+    return (subsets + spec.runs_baseline) * spec.seeds
 
 
 def derived_budget(spec: SearchSpec) -> int:

@@ -221,3 +221,36 @@ def test_entity_f1_needs_bio_labels() -> None:
     raw = quickstart()
     raw["tasks"] = {"panx": {"labels": [], "num_labels": 7}}
     assert "entity_f1 reads entities from BIO tags" in _error(raw)
+
+
+def test_the_baseline_runs_by_default_except_with_optuna() -> None:
+    from xlt_search.search import make_plan
+
+    raw = quickstart()
+    spec = parse_spec(raw)
+    assert spec.runs_baseline and spec.trial_seeds == (0,)
+    plan = make_plan(spec)
+    assert plan.subsets[0] == () and plan.num_trials == 1 + 3 * 8 + 1
+    raw["subsets"]["baseline"] = False
+    assert make_plan(parse_spec(raw)).num_trials == 3 * 8 + 1
+    raw["subsets"] = {"sampler": "optuna", "num_samples": 5}
+    assert not parse_spec(raw).runs_baseline
+    raw["subsets"]["baseline"] = True
+    message = _error(raw)
+    assert message.startswith("subsets.baseline: the optuna sampler") and "sampler: grid" in message
+
+
+def test_seeds_repeat_every_configuration() -> None:
+    from xlt_search.search import describe_plan, make_plan
+
+    raw = quickstart()
+    raw.update(seed=7, seeds=3)
+    spec = parse_spec(raw)
+    assert spec.trial_seeds == (7, 8, 9)
+    plan = make_plan(spec)
+    assert plan.num_trials == 3 * (1 + 3 * 8 + 1)
+    assert "seeds 7, 8, 9 each" in describe_plan(plan)
+    raw["seeds"] = 0
+    assert _error(raw) == "seeds: must be at least 1"
+    raw.update(seeds=2, subsets={"sampler": "optuna"})
+    assert _error(raw).startswith("seeds: the optuna sampler picks each configuration once")

@@ -6,6 +6,7 @@ Ray is imported here and nowhere else, lazily, so the pipeline and the CLI's oth
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import tempfile
 import time
@@ -31,11 +32,15 @@ class SearchPlan:
     """What a search will run: the subsets (None for optuna, which picks as it goes) and the budget."""
 
     spec: SearchSpec
-    subsets: tuple[tuple[str, ...], ...] | None
+    subsets: tuple[tuple[str, ...], ...] | None  # the baseline, if run, is the empty subset
 
     @property
     def num_trials(self) -> int:
-        return len(self.subsets) if self.subsets is not None else self.spec.subsets.num_samples
+        """Trials in all: every subset (or optuna pick) once per training seed."""
+        configurations = (
+            len(self.subsets) if self.subsets is not None else self.spec.subsets.num_samples
+        )
+        return configurations * self.spec.seeds
 
     @property
     def per_size(self) -> dict[int, int]:
@@ -65,7 +70,8 @@ def make_plan(spec: SearchSpec) -> SearchPlan:
         chosen = subsets.grid(spec.pool, spec.sizes)
     else:
         return SearchPlan(spec, None)
-    return SearchPlan(spec, tuple(chosen))
+    baseline = [()] if spec.runs_baseline else []
+    return SearchPlan(spec, tuple(baseline + list(chosen)))
 
 
 def describe_plan(plan: SearchPlan) -> str:
@@ -79,7 +85,9 @@ def describe_plan(plan: SearchPlan) -> str:
             f"{t.task} [{', '.join(t.languages) or 'all languages'}]" for t in spec.targets
         ),
         f"subsets     {spec.subsets.sampler}: {plan.num_trials} trials, sizes "
-        + ", ".join(map(str, spec.sizes)),
+        + ", ".join(map(str, spec.sizes))
+        + (" and the no-intermediate baseline" if spec.runs_baseline else "")
+        + (f"; seeds {', '.join(map(str, spec.trial_seeds))} each" if spec.seeds > 1 else ""),
     ]
     if plan.subsets is not None:
         lines.append("per size    " + "  ".join(f"k={k}: {n}" for k, n in plan.per_size.items()))
@@ -391,6 +399,9 @@ def _logged_until(parent_run_id: str, trial_id: str) -> int:
 def _start_ray() -> Any:
     import ray
 
+    # Every report checkpoints (one checkpoint per trial, so a trial resumes mid-phase), which
+    # forces Tune to snapshot its state as often; its warning about that is the design, not news.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
         # RAY_ADDRESS (set by `ray job submit` and on cluster nodes) joins a cluster; else a local one.
         ray.init(log_to_driver=False, configure_logging=False)
@@ -446,7 +457,6 @@ def _trainable(spec: SearchSpec, model: str, data: PreparedData) -> Any:
         "target_steps": spec.budget.target_steps,
         "report_every_steps": spec.budget.report_every_steps,
         "probe_steps": spec.budget.probe_steps,
-        "seed": spec.seed,
         "num_threads": max(1, int(spec.resources.cpu)),
     }
     return tune.with_resources(
@@ -459,10 +469,10 @@ def _build_tuner(
     spec: SearchSpec, plan: SearchPlan, trainable: Any, logger: SearchLogger, run_name: str
 ) -> Any:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     if spec.budget.scheduler == "asha":
-        scheduler = ASHAScheduler(
+        scheduler = _make_asha_class()(
             time_attr="budget_steps",
             max_t=spec.max_budget_steps,
             grace_period=spec.grace_period_steps,
@@ -475,8 +485,10 @@ def _build_tuner(
     else:
         keys = [subsets.subset_key(s) for s in plan.subsets]
         random.Random(spec.seed).shuffle(keys)  # sizes interleave, so early rungs see every size
+        seeds = list(spec.trial_seeds)
         param_space = {
             "tasks": tune.grid_search(keys),
+            "seed": tune.grid_search(seeds) if len(seeds) > 1 else seeds[0],
             # Tune calls these with the trial's config, its grid value `tasks` already chosen.
             "n_tasks": tune.sample_from(lambda c: len(subsets.parse_subset_key(c["tasks"]))),
             **{
@@ -504,8 +516,11 @@ def _build_tuner(
             storage_path=_experiment_path(spec, run_name).rsplit("/", 1)[0],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[_mlflow_callback(logger.parent_run_id, spec.pool)],
-            verbose=1,
+            callbacks=[
+                _mlflow_callback(logger.parent_run_id, spec.pool, spec.seed),
+                _progress_callback(plan.num_trials),
+            ],
+            verbose=0,  # the progress callback prints one line a finished trial instead
         ),
     )
 
@@ -548,7 +563,12 @@ class _OptunaSpace:
         constants = {
             name: d.values[0] for name, d in spec.hyperparameters.items() if d.kind == "constant"
         }
-        return {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), **constants}
+        return {
+            "tasks": subsets.subset_key(chosen),
+            "n_tasks": len(chosen),
+            "seed": spec.seed,
+            **constants,
+        }
 
 
 def _train(
@@ -568,6 +588,7 @@ def _train(
         torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_fraction))
     trial = TrialConfig(
         tasks=subsets.parse_subset_key(config["tasks"]),
+        seed=config["seed"],
         device=device,
         **fixed,
         **{name: config[name] for name in HYPERPARAMETERS if name in config},
@@ -600,6 +621,7 @@ def _trial_params(config: dict[str, Any], pool: tuple[str, ...]) -> dict[str, An
     return {
         "tasks": config["tasks"],
         "n_tasks": len(chosen),
+        "seed": config["seed"],
         **subsets.use_flags(chosen, pool),
         **{name: config[name] for name in HYPERPARAMETERS if name in config},
     }
@@ -611,8 +633,8 @@ def _make_callback_class() -> type:
     class MLflowCallback(Callback):
         """Forwards Tune's trial events to the MLflow logger, on the driver only."""
 
-        def __init__(self, parent_run_id: str, pool: tuple[str, ...]) -> None:
-            self.parent_run_id, self.pool = parent_run_id, pool
+        def __init__(self, parent_run_id: str, pool: tuple[str, ...], seed: int) -> None:
+            self.parent_run_id, self.pool, self.seed = parent_run_id, pool, seed
 
         @property
         def logger(self) -> SearchLogger:
@@ -621,7 +643,9 @@ def _make_callback_class() -> type:
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             # A retried or resumed trial reopens its run rather than starting another.
             params = _trial_params(trial.config, self.pool)
-            name = f"k{params['n_tasks']}-{params['tasks']}"
+            name = f"k{params['n_tasks']}-{params['tasks'] or 'baseline'}"
+            if trial.config["seed"] != self.seed:
+                name += f"-seed{trial.config['seed']}"
             self.logger.trial_started(trial.trial_id, name[:250], params)
 
         def on_trial_result(
@@ -640,8 +664,7 @@ def _make_callback_class() -> type:
             self.logger.trial_result(trial.trial_id, metrics, step=step)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            final = (trial.last_result or {}).get("final", 0.0) == 1.0
-            self.logger.trial_ended(trial.trial_id, "completed" if final else "early_stopped")
+            self.logger.trial_ended(trial.trial_id, _ended_status(trial))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             # The trial's local error file: written before this call, unlike its synced copy.
@@ -655,6 +678,12 @@ def _make_callback_class() -> type:
     return MLflowCallback
 
 
+def _ended_status(trial: Any) -> str:
+    """A trial that ended without error: completed if it ran its whole budget, else ASHA cut it."""
+    final = (trial.last_result or {}).get("final", 0.0) == 1.0
+    return "completed" if final else "early_stopped"
+
+
 def _is_metric(key: str) -> bool:
     """Ours, not Tune's bookkeeping (time_this_iter_s, training_iteration, ...)."""
     ours = ("score", "loss", "budget_steps", "final", "phase", "restored_from")
@@ -665,6 +694,55 @@ def _is_metric(key: str) -> bool:
     )
 
 
-def _mlflow_callback(parent_run_id: str, pool: tuple[str, ...]) -> Any:
+def _mlflow_callback(parent_run_id: str, pool: tuple[str, ...], seed: int) -> Any:
     """A Tune callback (its class is made lazily: Ray is imported only when a search runs)."""
-    return _make_callback_class()(parent_run_id, pool)
+    return _make_callback_class()(parent_run_id, pool, seed)
+
+
+def _progress_callback(num_trials: int) -> Any:
+    """A Tune callback that prints one line per finished trial: how far the search is, the
+    trial's subset, status and score, and the best score so far."""
+    from ray.tune import Callback
+
+    class ProgressCallback(Callback):
+        def __init__(self) -> None:
+            self.ended, self.best = 0, (float("-inf"), "")
+
+        def _line(self, trial: Any, status: str) -> None:
+            self.ended += 1
+            result = trial.last_result or {}
+            score = result.get("score")
+            size, subset = trial.config.get("n_tasks"), trial.config.get("tasks") or "baseline"
+            if status == "completed" and score is not None and size:
+                self.best = max(self.best, (score, f"k={size}"))
+            shown = f"{score:.4f}" if score is not None else "-"
+            best = f" | best completed {self.best[0]:.4f} ({self.best[1]})" if self.best[1] else ""
+            print(
+                f"[{self.ended:>{len(str(num_trials))}}/{num_trials}] {status:<13} "
+                f"score {shown} at budget_steps {result.get('budget_steps', 0):<5}{best} | "
+                f"k={size} {subset}",
+                flush=True,
+            )
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._line(trial, _ended_status(trial))
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._line(trial, "errored")
+
+    return ProgressCallback()
+
+
+def _make_asha_class() -> type:
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class BaselineKeepingASHA(ASHAScheduler):
+        """ASHA on the subsets; the no-intermediate baseline always runs its whole budget: it is
+        the curve's reference line, not a candidate, and it enters no rung."""
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            if trial.config.get("n_tasks") == 0:
+                return TrialScheduler.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+    return BaselineKeepingASHA

@@ -63,6 +63,9 @@ class SubsetSpec:
     sizes: tuple[int, ...] = ()  # empty: every size from 1 to the pool's size
     per_size: int = 2  # stratified: subsets per size
     num_samples: int = 18  # random and optuna: trials in all
+    # The reference trial with no intermediate task (plain target fine-tuning), the scaling
+    # curve's baseline; None: run it, except with optuna (whose searcher picks every trial).
+    baseline: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class SearchSpec:
     max_concurrent_trials: int = 0  # 0: as many as the resources allow
     max_failures: int = 2  # retries of a trial from its checkpoint when its worker dies
     seed: int = 0
+    seeds: int = 1  # training seeds per configuration: seed, seed + 1, ...
     data: DataSpec = field(default_factory=DataSpec)
     mlflow: MLflowSpec = field(default_factory=MLflowSpec)
     storage_path: str = "xlt_runs"
@@ -150,6 +154,18 @@ class SearchSpec:
     def sizes(self) -> tuple[int, ...]:
         """The subset sizes the search covers."""
         return self.subsets.sizes or tuple(range(1, len(self.pool) + 1))
+
+    @property
+    def runs_baseline(self) -> bool:
+        """Whether the search runs the no-intermediate reference trial."""
+        if self.subsets.baseline is None:
+            return self.subsets.sampler != "optuna"
+        return self.subsets.baseline
+
+    @property
+    def trial_seeds(self) -> tuple[int, ...]:
+        """The training seeds every configuration runs with."""
+        return tuple(range(self.seed, self.seed + self.seeds))
 
     @property
     def max_budget_steps(self) -> int:
@@ -430,6 +446,18 @@ def _check(spec: SearchSpec) -> None:
     for name in ("per_size", "num_samples"):
         if getattr(spec.subsets, name) < 1:
             fail(f"subsets.{name}: must be at least 1")
+    if spec.subsets.sampler == "optuna" and spec.subsets.baseline:
+        fail(
+            "subsets.baseline: the optuna sampler picks every trial itself and cannot run the "
+            "baseline; remove the key, or run the baseline in a spec with sampler: grid"
+        )
+    if spec.seeds < 1:
+        fail("seeds: must be at least 1")
+    if spec.seeds > 1 and spec.subsets.sampler == "optuna":
+        fail(
+            "seeds: the optuna sampler picks each configuration once; use seeds: 1, or a "
+            "stratified, random or grid sampler to repeat configurations over seeds"
+        )
     budget = spec.budget
     for name in ("intermediate_steps", "target_steps", "report_every_steps", "probe_steps"):
         if getattr(budget, name) < (0 if name == "probe_steps" else 1):

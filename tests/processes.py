@@ -70,14 +70,20 @@ class MlflowServer:
 
 
 def small_spec(work: Path, name: str, pool_size: int, **changes: Any) -> Path:
-    """The e2e spec cut to the first `pool_size` pool tasks, one subset of each size, FIFO and
-    short phases (60 + 60 x 2 budget_steps a trial, a report every 20), logging to experiment
-    `name` and storing under `work/runs`; `changes` replace top-level keys. Returns its path."""
+    """The e2e spec cut to the first `pool_size` pool tasks, one subset of each size and no
+    baseline (these specs test the machinery, not the answer), FIFO and short phases (60 + 60 x 2
+    budget_steps a trial, a report every 20), logging to experiment `name` and storing under
+    `work/runs`; `changes` replace top-level keys. Returns its path."""
     raw = yaml.safe_load(E2E_SPEC.read_text())
     raw.update(
         name=name,
         pool=raw["pool"][:pool_size],
-        subsets={"sampler": "stratified", "sizes": list(range(1, pool_size + 1)), "per_size": 1},
+        subsets={
+            "sampler": "stratified",
+            "sizes": list(range(1, pool_size + 1)),
+            "per_size": 1,
+            "baseline": False,
+        },
         budget={
             "intermediate_steps": 60,
             "target_steps": 60,

@@ -43,6 +43,7 @@ def test_metrics_logged_while_the_server_is_down_arrive_when_it_is_back(tmp_path
                 break
         server.stop()
         time.sleep(25)  # trials go on reporting into the queue meanwhile
+        assert search.poll() is None  # the outage fell in the middle of the search
         server.start()
         output, _ = search.communicate(timeout=900)
     finally:
@@ -50,7 +51,6 @@ def test_metrics_logged_while_the_server_is_down_arrive_when_it_is_back(tmp_path
             search.kill()
     try:
         assert search.returncode == 0, output[-4000:]
-        assert "MLflow at" in output and "is unreachable" in output  # the outage was seen
         import mlflow
 
         client = mlflow.MlflowClient(server.uri)

@@ -148,7 +148,7 @@ def test_resume_through_the_cli_refuses_damage_in_one_line_and_keeps_everything(
 ) -> None:
     spec = _spec(tmp_path)
     raw = yaml.safe_load(spec.read_text())
-    raw["subsets"] = {"sampler": "stratified", "sizes": [1, 2], "per_size": 1}
+    raw["subsets"] = {"sampler": "stratified", "sizes": [1, 2], "per_size": 1, "baseline": False}
     raw["budget"].update(intermediate_steps=20, target_steps=20)
     spec.write_text(yaml.safe_dump(raw))
     assert _xlt(tmp_path, "run", str(spec)).returncode == 0

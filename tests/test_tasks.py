@@ -311,13 +311,18 @@ def test_a_search_over_real_tasks_reads_the_mirror(
     result = _xlt("run", str(_real_spec(tmp_path, encoder, mirror)), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = load_trials("real-tasks", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert sorted(trials["n_tasks"].astype(int)) == [1, 4]  # 4: ccg and my_pairs trained too
+    # 0: the baseline; 4: ccg and my_pairs trained too
+    assert sorted(trials["n_tasks"].astype(int)) == [0, 1, 4]
     assert set(trials["status"]) == {"completed"}
     for lang in ("de", "sw"):
         assert trials[f"lang.tatoeba.{lang}"].between(0, 1).all()
         assert trials[f"lang.xnli.{lang}"].between(0, 1).all()
-    # budget_steps: 4 intermediate + 4 for xnli; tatoeba is not fine-tuned
-    assert set(trials["budget_steps"].astype(int)) == {8}
+    # budget_steps: 4 intermediate + 4 for xnli (the baseline: xnli's 4); tatoeba is not fine-tuned
+    assert dict(zip(trials["n_tasks"], trials["budget_steps"].astype(int), strict=True)) == {
+        0: 4,
+        1: 8,
+        4: 8,
+    }
 
 
 def test_a_dataset_missing_offline_is_one_line_and_writes_nothing(

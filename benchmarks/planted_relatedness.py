@@ -4,8 +4,8 @@
 
 Prints, per condition (no intermediate task; the helpful, neutral or conflicting tasks alone; all nine),
 the accuracy on English, the close family and the far family for each target, the trial's score, and
-its wall time. The settings are the quickstart's: 400 intermediate steps, 400 steps per target, batch 32,
-reports every 200 budget_steps with 100-step probes.
+its wall time. The budget is the quickstart's (400 intermediate steps, 400 steps per target, batch 32),
+with reports every 200 budget_steps and 100-step probes.
 """
 
 from __future__ import annotations

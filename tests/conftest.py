@@ -215,3 +215,37 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
 def toy_world(tmp_path_factory: pytest.TempPathFactory) -> ToyWorld:
     """The toy world, written once per test session."""
     return build_toy_world(tmp_path_factory.mktemp("toy_world"))
+
+
+@dataclass(frozen=True)
+class FinishedSearch:
+    """A search run through the real CLI into its own folder and MLflow store."""
+
+    work: Path
+    uri: str
+    env: dict[str, str]
+    spec: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def quickstart_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
+    """The README's quickstart search, run once per session: `xlt-search run
+    search_spaces/quickstart.yaml` with a real local Ray and a SQLite MLflow store."""
+    import subprocess
+    import sys
+
+    spec = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+    work = tmp_path_factory.mktemp("quickstart")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "xlt_search", "run", str(spec)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return FinishedSearch(work, uri, env, spec, result.stdout)

@@ -184,3 +184,17 @@ def test_a_storage_path_that_cannot_be_a_folder_fails_before_anything_is_written
     assert f"storage_path: {blocker / 'runs'} cannot hold the search's results" in line
     assert "Traceback" not in result.stderr
     assert blocker.read_text().startswith("an existing file") and not db.exists()
+
+
+def test_report_on_an_experiment_mlflow_lacks_is_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    result = xlt(
+        "report", "quickstrat", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    )
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("xlt-search: error: no MLflow experiment 'quickstrat'")
+    assert "Traceback" not in result.stderr and not list(tmp_path.glob("report-*"))
+    unreachable = xlt("report", "quickstart", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path)
+    assert unreachable.returncode == 2
+    assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in unreachable.stderr

@@ -1,4 +1,4 @@
-"""One real search through the CLI: real Ray, a real MLflow store, the synthetic suite, the curve."""
+"""Real searches through the CLI: real Ray, a real MLflow store, the synthetic suite, the report."""
 
 from __future__ import annotations
 
@@ -9,61 +9,64 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FinishedSearch
 
 from xlt_search.tracking import load_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("e2e")
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(SPEC)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {"work": work, "uri": uri, "stdout": result.stdout, "env": env}
+def search(quickstart_search: FinishedSearch) -> dict:
+    return {
+        "work": quickstart_search.work,
+        "uri": quickstart_search.uri,
+        "stdout": quickstart_search.stdout,
+        "env": quickstart_search.env,
+    }
 
 
 def test_every_size_is_trained_and_logged_as_a_child_run(search: dict) -> None:
     from xlt_search.search import make_plan
     from xlt_search.spec import load_spec
 
-    plan = make_plan(load_spec(SPEC))
-    trials = load_trials("e2e", search["uri"])
+    plan = make_plan(load_spec(QUICKSTART))
+    trials = load_trials("quickstart", search["uri"])
     assert len(trials) == plan.num_trials
-    assert sorted(trials["n_tasks"].astype(int).unique()) == list(range(1, 10))
+    assert sorted(trials["n_tasks"].astype(int).unique()) == list(range(0, 10))
     assert set(trials["status"]) <= {"completed", "early_stopped", "errored"}
     assert (trials["status"] == "errored").sum() == 0
 
 
-def test_asha_stops_some_trials_early(search: dict) -> None:
-    trials = load_trials("e2e", search["uri"])
-    statuses = trials["status"].value_counts()
+def test_asha_stops_some_trials_early_but_never_the_baseline(search: dict) -> None:
+    trials = load_trials("quickstart", search["uri"])
+    statuses = trials.loc[trials["n_tasks"] > 0, "status"].value_counts()
     assert statuses.get("early_stopped", 0) >= 1 and statuses.get("completed", 0) >= 1
+    (baseline,) = trials[trials["n_tasks"] == 0].to_dict("records")
+    assert baseline["tasks"] == "" and baseline["run_name"] == "k0-baseline"
+    assert baseline["status"] == "completed"
+    assert baseline["budget_steps"] == 400 * 2  # no intermediate phase; both targets' steps
 
 
 def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     import mlflow
 
     client = mlflow.MlflowClient(search["uri"])
-    experiment = client.get_experiment_by_name("e2e")
+    experiment = client.get_experiment_by_name("quickstart")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    child = next(r for r in children if r.data.tags["status"] == "completed")
+    child = next(
+        r
+        for r in children
+        if r.data.tags["status"] == "completed" and r.data.params["n_tasks"] != "0"
+    )
     params = child.data.params
     chosen = params["tasks"].split("+")
     assert int(params["n_tasks"]) == len(chosen)
@@ -77,10 +80,12 @@ def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     assert {"spec.yaml", "scaling_curve.csv", "scaling_curve.png"} <= artifacts
 
 
-def test_curves_command_rebuilds_the_table_from_mlflow(search: dict) -> None:
-    out = search["work"] / "curves"
+def test_report_command_rebuilds_the_report_from_mlflow(search: dict) -> None:
+    import mlflow
+
+    out = search["work"] / "again"
     result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "curves", "e2e", "--out", str(out)],
+        [sys.executable, "-m", "xlt_search", "report", "quickstart", "--out", str(out)],
         cwd=search["work"],
         env=search["env"],
         capture_output=True,
@@ -88,10 +93,37 @@ def test_curves_command_rebuilds_the_table_from_mlflow(search: dict) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
+    trials = load_trials("quickstart", search["uri"])
     rows = list(csv.DictReader((out / "scaling_curve.csv").open()))
-    assert [int(r["n_tasks"]) for r in rows] == list(range(1, 10))
-    assert sum(int(r["trials"]) for r in rows) == len(load_trials("e2e", search["uri"]))
-    assert (out / "scaling_curve.png").stat().st_size > 0
+    average = [r for r in rows if r["curve"] == "score"]
+    assert [int(r["n_tasks"]) for r in average] == list(range(0, 10))
+    assert sum(int(r["trials"]) for r in average) == len(trials)
+    assert {r["curve"] for r in rows} == {
+        "score",
+        "score.syn_nli",
+        "score.syn_copa",
+        "family.synthetic-close",
+        "family.synthetic-far",
+    }
+    names = {path.name for path in out.iterdir()}
+    assert names == {
+        "scaling_curve.csv",
+        "scaling_curve.png",
+        "seed_variance.csv",
+        "contributions.csv",
+        "contributions.png",
+        "gains.csv",
+        "gains_heatmap.png",
+        "summary.md",
+    }
+    contributions = list(csv.DictReader((out / "contributions.csv").open()))
+    assert sorted(r["task"] for r in contributions) == sorted(yaml_pool())
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# quickstart: report") and "## Task contributions" in summary
+    # the search wrote the same report at its end, and logged it on the parent run
+    client = mlflow.MlflowClient(search["uri"])
+    artifacts = {a.path for a in client.list_artifacts(trials.attrs["parent_run_id"])}
+    assert names | {"spec.yaml"} == artifacts
 
 
 def run_small_search(
@@ -139,7 +171,7 @@ def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
         max_failures=0,
     )
     trials = load_trials("diverge", uri)
-    assert len(trials) == 3  # every trial ran though each one diverged
+    assert len(trials) == 4  # every trial ran though each one diverged, the baseline too
     assert set(trials["status"]) == {"errored"}
     assert trials["error"].str.contains("loss became nan").all()
 

@@ -1,4 +1,4 @@
-"""The `xlt-search` command: run or resume a search, draw its scaling curve, list the tasks.
+"""The `xlt-search` command: run or resume a search, report on it, sync its logs, list the tasks.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 """
@@ -56,14 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--run-id", help="the search's parent run (default: the newest)")
     resume.set_defaults(command=_resume)
 
-    curves = commands.add_parser("curves", help="the scaling curve of a search, from MLflow")
-    curves.add_argument("experiment", help="the MLflow experiment (a spec's name by default)")
-    curves.add_argument(
+    report = commands.add_parser(
+        "report",
+        help="a search's report from MLflow: curves, contributions, gains, summary",
+    )
+    report.add_argument("experiment", help="the MLflow experiment (a spec's name by default)")
+    report.add_argument(
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
-    curves.add_argument("--run-id", help="the search's parent run (default: the newest)")
-    curves.add_argument("--out", type=Path, default=Path("curves"), help="where to write CSV + PNG")
-    curves.set_defaults(command=_curves)
+    report.add_argument("--run-id", help="the search's parent run (default: the newest)")
+    report.add_argument(
+        "--out", type=Path, default=None, help="the folder to write (default: report-<run id>)"
+    )
+    report.set_defaults(command=_report)
+
+    sync = commands.add_parser(
+        "sync", help="deliver to MLflow what a search logged while its server was unreachable"
+    )
+    sync.add_argument(
+        "path", type=Path, help="the search's results folder, <storage_path>/<run name>"
+    )
+    sync.add_argument("--tracking-uri", help="default: the tracking URI the search logged to")
+    sync.set_defaults(command=_sync)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks, or show one")
     tasks.add_argument("task", nargs="?", help="show this task's whole declaration")
@@ -93,20 +107,33 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _curves(args: argparse.Namespace) -> int:
-    from xlt_search import curves, tracking
+def _report(args: argparse.Namespace) -> int:
+    import yaml
 
-    uri = (
-        args.tracking_uri
-    )  # None: $MLFLOW_TRACKING_URI, else MLflow's default (tracking resolves it)
+    from xlt_search import tracking
+    from xlt_search.report import write_report
+    from xlt_search.spec import parse_spec
+
+    uri = args.tracking_uri  # None: $MLFLOW_TRACKING_URI, else MLflow's default
     tracking.check_tracking_uri(uri)
-    trials = tracking.load_trials(args.experiment, uri, args.run_id)
-    table = curves.scaling_curve(trials)
-    print(curves.format_table(table))
-    paths = curves.write_curve(table, args.out, title=args.experiment)
-    parent = trials.attrs["parent_run_id"]
-    tracking.log_search_artifacts(uri, parent, paths)
-    print(f"wrote {paths[0]} and {paths[1]}, and logged them on the search's run {parent}")
+    found = tracking.find_search(args.experiment, uri, args.run_id)
+    spec = parse_spec(yaml.safe_load(found.spec_text))
+    out = args.out or Path(f"report-{found.run_id}")
+    written = write_report(spec, found.tracking_uri, found.run_id, out)
+    print(written.average_table())
+    tracking.log_search_artifacts(found.tracking_uri, found.run_id, written.files)
+    print(f"logged the report's {len(written.files)} files on the search's run {found.run_id}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from xlt_search import tracking
+
+    delivered = tracking.sync(args.path, args.tracking_uri)
+    if delivered:
+        print(f"delivered {delivered} logging operations from {args.path} to MLflow")
+    else:
+        print(f"nothing to deliver: MLflow has every operation journaled in {args.path}")
     return 0
 
 

@@ -15,8 +15,9 @@ import os
 import shutil
 import string
 import tempfile
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,7 @@ def prepare_data(
     registry: Mapping[str, Task] | None = None,
     languages: Mapping[str, Language] | None = None,
     mirror: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PreparedData:
     """Tokenize every requested split into `cache_dir` (once; later calls reuse the files).
 
@@ -226,6 +228,7 @@ def prepare_data(
     id and revision). Training splits larger than their cap (`max_train_examples`, or the task's
     own in `max_train_examples_per_task`) are subsampled, deterministically from `seed`. `registry` and
     `languages` default to the task registry's; `mirror` is where hub datasets are copied to.
+    `progress` is given one line per split it tokenizes.
     """
     from transformers import AutoTokenizer
 
@@ -250,7 +253,8 @@ def prepare_data(
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     splits: dict[str, str] = {}
-    for request in dict.fromkeys(requests):  # unique, in order
+    unique = list(dict.fromkeys(requests))  # in order
+    for number, request in enumerate(unique, 1):
         task = _lookup(registry, request.task)
         cap = None
         if request.split == "train":
@@ -271,12 +275,18 @@ def prepare_data(
         )
         target = cache_dir / f"{request.task}.{request.split}.{request.language}-{fingerprint[:16]}"
         if not (target / "dataset_info.json").exists():
+            started = time.perf_counter()
             dataset = load_task_split(task, request.split, request.language, mirror=mirror)
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
             tokenized = tokenize(task, dataset, tok, max_seq_length)
             _save_atomically(tokenized, target)
+            if progress is not None:
+                progress(
+                    f"[{number}/{len(unique)}] tokenized {request.key}: {len(tokenized)} "
+                    f"examples in {time.perf_counter() - started:.1f} s"
+                )
         splits[request.key] = str(target)
 
     codes = sorted({r.language for r in requests})

@@ -227,26 +227,35 @@ def _prepare(spec: SearchSpec) -> tuple[str, PreparedData]:
         registry=spec.registry,
         languages=spec.known_languages,
         mirror=spec.data.mirror,
+        progress=lambda line: print(f"  {line}", flush=True),
     )
     print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")
     return model, data
 
 
 def _fit(spec: SearchSpec, tuner: Any, logger: SearchLogger, run_name: str) -> Path:
-    """Run (or continue) the Tuner, then draw the scaling curve and close the parent run."""
-    from xlt_search import curves, tracking
+    """Run (or continue) the Tuner, then write the report and close the parent run."""
+    from xlt_search import report
 
     results_dir = _results_dir(spec, run_name)
     try:
         grid = tuner.fit()
-        trials = tracking.load_trials(spec.experiment, logger.tracking_uri, logger.parent_run_id)
-        table = curves.scaling_curve(trials, sizes=spec.sizes)
-        print(curves.format_table(table))
-        for path in curves.write_curve(table, results_dir, title=spec.name):
+        if logger.flush():  # MLflow is down: the runs are journaled, the report waits for them
+            logger.finish("FINISHED")
+            print(
+                f"the report needs MLflow: once `xlt-search sync {results_dir}` has delivered "
+                f"the journal, write it with `xlt-search report {spec.experiment}`"
+            )
+            return results_dir
+        written = report.write_report(
+            spec, logger.tracking_uri, logger.parent_run_id, results_dir / "report"
+        )
+        print(written.average_table())
+        for path in written.files:
             logger.log_artifact(path)
         errored = sum(1 for result in grid if result.error is not None)
         print(
-            f"{len(trials)} trials ({errored} errored); results in {results_dir}; "
+            f"{len(written.trials)} trials ({errored} errored); report in {written.folder}; "
             f"MLflow experiment '{spec.experiment}', parent run {logger.parent_run_id}"
         )
         logger.finish("FINISHED")

@@ -1,0 +1,129 @@
+"""Task contributions: the regression and Shapley estimators against games whose answer is known."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlt_search import contributions, subsets
+
+POOL = ("a", "b", "c", "d", "e")
+
+
+def all_subsets(pool: tuple[str, ...], empty: bool = True) -> list[tuple[str, ...]]:
+    return [
+        combo
+        for k in range(0 if empty else 1, len(pool) + 1)
+        for combo in itertools.combinations(pool, k)
+    ]
+
+
+def trials_of(chosen: list[tuple[str, ...]], value, pool=POOL, **columns) -> pd.DataFrame:
+    """A trials table as `tracking.load_trials` gives it: one completed trial per subset."""
+    rows = []
+    for subset in chosen:
+        row = {
+            "tasks": subsets.subset_key(subset),
+            "n_tasks": len(subset),
+            "status": "completed",
+            "score": value(subset),
+            **subsets.use_flags(subset, pool),
+        }
+        for name, of in columns.items():
+            row[name] = of(subset)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_an_additive_game_gives_back_each_tasks_worth_in_both_estimators() -> None:
+    worth = {"a": 0.10, "b": 0.04, "c": 0.0, "d": -0.02, "e": -0.08}
+    table = trials_of(all_subsets(POOL), lambda s: 0.5 + sum(worth[t] for t in s))
+    found = contributions.task_contributions(table, POOL, samples=200).set_index("task")
+    for task, value in worth.items():
+        assert found.loc[task, "effect"] == pytest.approx(value, abs=1e-9)
+        assert found.loc[task, "shapley"] == pytest.approx(value, abs=1e-6)
+    assert list(found.index) == ["a", "b", "c", "d", "e"]  # ranked by Shapley value
+    assert found["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert found.loc["a", "trials_with"] == 16  # of the 32 subsets of five tasks
+
+
+def test_shapley_values_of_a_game_with_an_interaction_are_the_exact_ones() -> None:
+    # v(S) = 1 when S holds both a and b: a and b share the value, c has none.
+    pool = ("a", "b", "c")
+    table = trials_of(all_subsets(pool), lambda s: float({"a", "b"} <= set(s)), pool=pool)
+    found = contributions.task_contributions(table, pool, samples=50).set_index("task")
+    assert found.loc["a", "shapley"] == pytest.approx(0.5, abs=1e-3)
+    assert found.loc["b", "shapley"] == pytest.approx(0.5, abs=1e-3)
+    assert found.loc["c", "shapley"] == pytest.approx(0.0, abs=1e-3)
+    # least squares spreads it otherwise: over the 8 subsets a's effect is 0.5 as well, but
+    # not because of the efficiency axiom (the fitted values miss v(S) where a and b meet)
+    assert found.loc["a", "effect"] == pytest.approx(0.5, abs=1e-9)
+
+
+def test_the_baseline_anchors_the_fit_only_when_asked() -> None:
+    worth = {"a": 0.1, "b": 0.1, "c": 0.1, "d": 0.1, "e": 0.1}
+    # a baseline far off the additive line (as a score read at an ASHA rung would be)
+    table = trials_of(all_subsets(POOL), lambda s: 5.0 if not s else 0.5 + sum(worth[t] for t in s))
+    with_it = contributions.task_contributions(table, POOL, samples=20).set_index("task")
+    without = contributions.task_contributions(
+        table, POOL, with_baseline=False, samples=20
+    ).set_index("task")
+    assert without["effect"].to_numpy() == pytest.approx([0.1] * 5)
+    assert without["shapley"].to_numpy() == pytest.approx([0.1] * 5, abs=1e-6)
+    assert (with_it["effect"] < 0).all()  # pulled toward the outlier
+
+
+def test_intervals_cover_the_truth_under_noise_and_errored_trials_are_left_out() -> None:
+    rng = np.random.default_rng(3)
+    worth = {"a": 0.06, "b": 0.03, "c": 0.0, "d": 0.0, "e": -0.06}
+    chosen = all_subsets(POOL, empty=False) * 2  # every subset twice: two seeds
+    table = trials_of(chosen, lambda s: 0.5 + sum(worth[t] for t in s) + rng.normal(0, 0.01))
+    table.loc[0, ["status", "score"]] = ["errored", 99.0]  # a failed trial's garbage
+    found = contributions.task_contributions(table, POOL, samples=500).set_index("task")
+    for task, value in worth.items():
+        for estimator in ("effect", "shapley"):
+            low, high = found.loc[task, f"{estimator}_low"], found.loc[task, f"{estimator}_high"]
+            assert low < value < high, (task, estimator, low, high)
+            assert high - low < 0.03  # 62 trials pin each task down to a few points
+    assert found.index[0] == "a" and found.index[-1] == "e"
+
+
+def test_too_few_trials_give_no_estimate() -> None:
+    table = trials_of([("a",)], lambda s: 0.5)
+    found = contributions.task_contributions(table, POOL)
+    assert found["effect"].isna().all() and found["shapley"].isna().all()
+    assert math.isnan(found["effect_low"].iloc[0])
+
+
+def test_shapley_weights_follow_the_kernel() -> None:
+    flags = contributions.design(trials_of(all_subsets(POOL), lambda s: 0.0), POOL)
+    weights = contributions.shapley_weights(flags)
+    sizes = flags.sum(axis=1)
+    # (M - 1) / (C(M, s) s (M - s)) for M = 5
+    assert weights[sizes == 1][0] == pytest.approx(4 / (5 * 1 * 4))
+    assert weights[sizes == 2][0] == pytest.approx(4 / (10 * 2 * 3))
+    assert weights[sizes == 0][0] == weights[sizes == 5][0] > 1000 * weights[sizes == 1][0]
+
+
+def test_language_gains_recover_a_per_language_effect() -> None:
+    # task a helps the close language only, task e hurts every language
+    def lang(code: str):
+        return lambda s: 0.4 + (0.2 if "a" in s and code == "xc" else 0.0) - 0.1 * ("e" in s)
+
+    table = trials_of(
+        all_subsets(POOL),
+        lambda s: 0.0,
+        **{"lang.nli.xc": lang("xc"), "lang.nli.xf": lang("xf"), "lang.nli.en": lang("en")},
+    )
+    gains = contributions.language_gains(table, POOL, {"xc": "close", "xf": "far", "en": "english"})
+    assert set(gains.columns) == {"task", "target", "language", "family", "gain"}
+    assert len(gains) == len(POOL) * 3
+    indexed = gains.set_index(["task", "language"])["gain"]
+    assert indexed[("a", "xc")] == pytest.approx(0.2)
+    assert indexed[("a", "xf")] == pytest.approx(0.0, abs=1e-9)
+    assert indexed[("e", "en")] == pytest.approx(-0.1)
+    assert set(gains.loc[gains["language"] == "xf", "family"]) == {"far"}

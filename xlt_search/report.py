@@ -1,0 +1,314 @@
+"""A search's report: scaling curves with intervals, seed variance, task contributions and the
+task x target x language gains, as CSV, PNG and a Markdown summary in one folder.
+
+Read from MLflow (`tracking.load_trials`); the caller logs the files on the search's parent run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xlt_search import contributions as contrib
+from xlt_search import curves
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from xlt_search.spec import SearchSpec
+
+SUMMARY_NAME = "summary.md"
+SEED_VARIANCE_NAME = "seed_variance.csv"
+CONTRIBUTIONS_NAME = "contributions.csv"
+CONTRIBUTIONS_PNG = "contributions.png"
+GAINS_NAME = "gains.csv"
+GAINS_PNG = "gains_heatmap.png"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `write_report` wrote, and the tables behind it."""
+
+    folder: Path
+    files: tuple[Path, ...]
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    contributions: pd.DataFrame
+    gains: pd.DataFrame
+    read_at: int | None  # the budget_steps contributions were read at; None: final scores
+
+    def average_table(self) -> str:
+        """The average score's scaling curve as aligned text, as a search prints it at its end."""
+        return curves.format_table(self.curves[self.curves["curve"] == "score"])
+
+
+def write_report(
+    spec: SearchSpec,
+    tracking_uri: str | None,
+    parent_run_id: str,
+    out_dir: Path,
+    progress: Callable[[str], None] = print,
+) -> Report:
+    """Load the search `parent_run_id` (run from `spec`) from MLflow and write its report into
+    `out_dir`: scaling_curve.csv/.png, seed_variance.csv, contributions.csv/.png, gains.csv,
+    gains_heatmap.png and summary.md.
+
+    Curves use completed trials. Contributions and gains use every trial that did not fail, read
+    at the last budget_steps all of them reached: the final scores when none was stopped early,
+    else ASHA's first rung, so that trials cut early count as much as the others.
+    """
+    from xlt_search import tracking
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trials = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id)
+    progress(f"report: {len(trials)} trials loaded from MLflow; drawing the scaling curves")
+    table = curves.scaling_curves(trials, spec.sizes, seed=spec.seed)
+    files = list(curves.write_curves(table, trials, out_dir, title=spec.name))
+    variance = curves.seed_variance(trials)
+    files.append(out_dir / SEED_VARIANCE_NAME)
+    variance.to_csv(files[-1], index=False)
+
+    read_at = _common_budget(trials)
+    candidates = trials[(trials["n_tasks"] > 0) & (trials["status"] != "errored")]
+    if read_at is not None and (candidates["budget_steps"] > read_at).any():
+        progress(f"report: reading every trial at budget_steps {read_at}, the last all reached")
+        at_rung = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id, read_at)
+    else:
+        at_rung, read_at = trials, None
+    progress("report: estimating task contributions (regression and Shapley, bootstrapped)")
+    final = read_at is None  # the baseline's score compares with the others' only at the end
+    contributions = contrib.task_contributions(
+        at_rung, spec.pool, with_baseline=final, seed=spec.seed
+    )
+    planted = _planted(spec)
+    if planted:
+        contributions["planted"] = contributions["task"].map(planted)
+    files.append(out_dir / CONTRIBUTIONS_NAME)
+    contributions.to_csv(files[-1], index=False)
+    files.append(_plot_contributions(contributions, out_dir / CONTRIBUTIONS_PNG, spec.name))
+    families = {code: language.family for code, language in spec.known_languages.items()}
+    gains = contrib.language_gains(at_rung, spec.pool, families, with_baseline=final)
+    files.append(out_dir / GAINS_NAME)
+    gains.to_csv(files[-1], index=False)
+    files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
+
+    report = Report(out_dir, (), trials, table, contributions, gains, read_at)
+    summary = out_dir / SUMMARY_NAME
+    summary.write_text(_summary(spec, parent_run_id, report, variance))
+    files.append(summary)
+    progress(f"report: wrote {len(files)} files to {out_dir}")
+    return Report(out_dir, tuple(files), trials, table, contributions, gains, read_at)
+
+
+def _common_budget(trials: pd.DataFrame) -> int | None:
+    """The last budget_steps every trial but the baseline reached (failed ones left out)."""
+    reached = trials.loc[
+        (trials["n_tasks"] > 0) & (trials["status"] != "errored"), "budget_steps"
+    ].dropna()
+    return int(reached.min()) if len(reached) else None
+
+
+def _planted(spec: SearchSpec) -> dict[str, str]:
+    """The synthetic suite's planted relatedness of each pool task to the search's targets
+    ('mixed' where the targets disagree); empty unless every target and task has one."""
+    from xlt_search.synthetic import RELATEDNESS
+
+    targets = [t.task for t in spec.targets]
+    if not all(t in RELATEDNESS for t in targets):
+        return {}
+    if not all(task in RELATEDNESS[t] for t in targets for task in spec.pool):
+        return {}
+    kinds = {task: {RELATEDNESS[t][task] for t in targets} for task in spec.pool}
+    return {task: next(iter(k)) if len(k) == 1 else "mixed" for task, k in kinds.items()}
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isnan(low):
+        return f"{value:+.4f}"
+    return f"{value:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def _summary(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.DataFrame) -> str:
+    trials, table = report.trials, report.curves
+    counts = trials["status"].value_counts()
+    seed_std = curves.pooled_seed_std(variance)
+    average = table[table["curve"] == "score"].reset_index(drop=True)
+    larger = curves.beyond_seed_noise(average, seed_std)
+    lines = [
+        f"# {spec.name}: report",
+        "",
+        f"MLflow experiment `{spec.experiment}`, parent run `{parent_run_id}`. "
+        f"{len(trials)} trials: "
+        + ", ".join(f"{counts.get(s, 0)} {s.replace('_', ' ')}" for s in _STATUSES)
+        + (
+            "; the no-intermediate baseline ran."
+            if (trials["n_tasks"] == 0).any()
+            else "; no baseline trial (gains are not shown)."
+        ),
+        "",
+        "## Scaling curve (average zero-shot score)",
+        "",
+        "Completed trials only; mean with a 95% bootstrap interval (over configurations and "
+        "seeds). Early-stopped trials are counted apart. Per target and per language family: "
+        f"`{curves.CSV_NAME}` and `{curves.PNG_NAME}`.",
+        "",
+        "| tasks | trials | completed | early stopped | mean [95% interval] | best | gain over "
+        "baseline | beyond seed noise |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, row in average.iterrows():
+        size = "0 (baseline)" if row["n_tasks"] == 0 else str(row["n_tasks"])
+        mean = (
+            "-"
+            if math.isnan(row["mean"])
+            else f"{row['mean']:.4f}"
+            + ("" if math.isnan(row["ci_low"]) else f" [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+        )
+        best = "-" if math.isnan(row["best"]) else f"{row['best']:.4f}"
+        gain = "-" if math.isnan(row["gain"]) or row["n_tasks"] == 0 else f"{row['gain']:+.4f}"
+        noise = "-" if math.isnan(seed_std) or row["n_tasks"] == 0 else str(bool(larger[i])).lower()
+        lines.append(
+            f"| {size} | {row['trials']} | {row['completed']} | {row['early_stopped']} | "
+            f"{mean} | {best} | {gain} | {noise} |"
+        )
+    lines += ["", "## Seed variance", ""]
+    if math.isnan(seed_std):
+        lines.append(
+            "Each configuration ran with one seed, so seed variance is unknown: set `seeds: 3` "
+            "in the spec to measure it and to see which differences are larger than it."
+        )
+    else:
+        lines.append(
+            f"Pooled over {len(variance)} configurations run with several seeds, the "
+            f"seed-to-seed standard deviation of the score is {seed_std:.4f} (`{SEED_VARIANCE_NAME}`). "
+            "A size's gain is *beyond seed noise* when it exceeds twice its standard error under "
+            "that deviation."
+        )
+    where = (
+        f"at budget_steps {report.read_at}, the last every trial reached (ASHA stopped some "
+        "earlier), so every trial counts alike"
+        if report.read_at is not None
+        else "on the trials' final scores"
+    )
+    contributions = report.contributions
+    lines += [
+        "",
+        "## Task contributions",
+        "",
+        f"Estimated from {int((trials['n_tasks'] > 0).sum())} trials {where}. *Effect*: the "
+        "gain of adding the task (least squares on the `use.<task>` flags); *Shapley*: its "
+        "Shapley value over the sampled subsets (KernelSHAP weights); 95% bootstrap intervals. "
+        f"The slope in the number of tasks (an average task's effect) is "
+        f"{contributions['effect'].mean():+.4f}.",
+        "",
+        "| rank | task | trials with it | effect [95%] | Shapley [95%] |"
+        + (" planted |" if "planted" in contributions else ""),
+        "|---|---|---|---|---|" + ("---|" if "planted" in contributions else ""),
+    ]
+    for _, row in contributions.iterrows():
+        lines.append(
+            f"| {row['rank']} | {row['task']} | {row['trials_with']} | "
+            f"{_interval(row['effect'], row['effect_low'], row['effect_high'])} | "
+            f"{_interval(row['shapley'], row['shapley_low'], row['shapley_high'])} |"
+            + (f" {row['planted']} |" if "planted" in contributions else "")
+        )
+    lines += [
+        "",
+        "## Gains per task, target and language",
+        "",
+        f"Each task's effect on every target language's score, in `{GAINS_NAME}` and "
+        f"`{GAINS_PNG}` (the same regression, one language at a time).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_STATUSES = ("completed", "early_stopped", "errored", "interrupted", "running")
+
+
+def _plot_contributions(table: pd.DataFrame, path: Path, title: str) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    colours = {"helpful": "tab:green", "neutral": "tab:grey", "conflicting": "tab:red"}
+    ordered = table.iloc[::-1]  # the best on top
+    figure = Figure(figsize=(10.0, 0.45 * len(table) + 1.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    for index, (column, label) in enumerate(
+        (("effect", "effect of adding the task"), ("shapley", "Shapley value"))
+    ):
+        axes = figure.add_subplot(1, 2, index + 1)
+        values = ordered[column].fillna(0.0)
+        low = (values - ordered[f"{column}_low"]).fillna(0.0).clip(lower=0.0)
+        high = (ordered[f"{column}_high"] - values).fillna(0.0).clip(lower=0.0)
+        colour = (
+            [colours.get(kind, "tab:blue") for kind in ordered["planted"]]
+            if "planted" in ordered
+            else "tab:blue"
+        )
+        axes.barh(ordered["task"], values, xerr=[low, high], color=colour, capsize=3)
+        axes.axvline(0.0, color="black", linewidth=0.8)
+        axes.set_xlabel(f"{label} on the score (95% interval)")
+        axes.grid(axis="x", alpha=0.3)
+        if index:
+            axes.set_yticklabels([])
+    if "planted" in table:
+        from matplotlib.patches import Patch
+
+        present = [kind for kind in colours if kind in set(table["planted"])]
+        figure.legend(
+            [Patch(color=colours[kind]) for kind in present],
+            [f"planted: {kind}" for kind in present],
+            loc="outside lower center",
+            ncols=len(present),
+        )
+    figure.suptitle(f"{title}: task contributions")
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _plot_gains(gains: pd.DataFrame, tasks: list[str], path: Path, title: str) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(
+        figsize=(
+            1.2 + 0.55 * max(4, gains[["target", "language"]].drop_duplicates().shape[0]),
+            1.6 + 0.4 * len(tasks),
+        ),
+        layout="constrained",
+    )
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if gains.empty:
+        axes.text(0.5, 0.5, "too few trials for gains", ha="center", transform=axes.transAxes)
+    else:
+        grid = gains.pivot_table(index="task", columns=["target", "language"], values="gain")
+        grid = grid.reindex(tasks)
+        limit = float(abs(grid.to_numpy()).max()) or 1.0
+        image = axes.imshow(grid.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        axes.set_yticks(range(len(grid.index)), grid.index)
+        axes.set_xticks(
+            range(len(grid.columns)),
+            [f"{target} {language}" for target, language in grid.columns],
+            fontsize="small",
+            rotation=60,
+            ha="right",
+        )
+        if grid.size <= 400:
+            for (row, column), value in zip(
+                ((r, c) for r in range(grid.shape[0]) for c in range(grid.shape[1])),
+                grid.to_numpy().ravel(),
+                strict=True,
+            ):
+                axes.text(column, row, f"{value:+.2f}", ha="center", va="center", fontsize=7)
+        figure.colorbar(image, ax=axes, label="gain on the language's score")
+    axes.set_title(f"{title}: gain of adding each task, per target and language")
+    figure.savefig(path, dpi=110)
+    return path

@@ -412,7 +412,8 @@ def _start_ray() -> Any:
     # forces Tune to snapshot its state as often; its warning about that is the design, not news.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
-        # RAY_ADDRESS (set by `ray job submit` and on cluster nodes) joins a cluster; else a local one.
+        # Joins the cluster RAY_ADDRESS names (`ray job submit` and cluster nodes set it), else
+        # one `ray start` runs on this machine, else starts a local instance: Ray's own order.
         ray.init(log_to_driver=False, configure_logging=False)
     return ray
 
@@ -455,11 +456,9 @@ def _target_configs(spec: SearchSpec) -> tuple[Any, ...]:
     )
 
 
-def _trainable(spec: SearchSpec, model: str, data: PreparedData) -> Any:
-    """`_train` with the search's fixed settings and data bound, and its resources."""
-    from ray import tune
-
-    fixed = {
+def fixed_settings(spec: SearchSpec, model: str) -> dict[str, Any]:
+    """The `TrialConfig` fields every trial of the search shares (the rest come from its config)."""
+    return {
         "model": model,
         "targets": _target_configs(spec),
         "intermediate_steps": spec.budget.intermediate_steps,
@@ -468,6 +467,13 @@ def _trainable(spec: SearchSpec, model: str, data: PreparedData) -> Any:
         "probe_steps": spec.budget.probe_steps,
         "num_threads": max(1, int(spec.resources.cpu)),
     }
+
+
+def _trainable(spec: SearchSpec, model: str, data: PreparedData) -> Any:
+    """`_train` with the search's fixed settings and data bound, and its resources."""
+    from ray import tune
+
+    fixed = fixed_settings(spec, model)
     return tune.with_resources(
         tune.with_parameters(_train, data=data, fixed=fixed, gpu_fraction=spec.resources.gpu),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
@@ -519,6 +525,9 @@ def _build_tuner(
             search_alg=search_alg,
             num_samples=num_samples,
             max_concurrent_trials=spec.max_concurrent_trials or None,
+            # A trial starts in the worker of one that ended (same resources): a new worker pays
+            # about 3 s of imports (torch, transformers, datasets) before its trial can start.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=run_name,

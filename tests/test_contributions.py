@@ -49,6 +49,7 @@ def test_an_additive_game_gives_back_each_tasks_worth_in_both_estimators() -> No
     assert list(found.index) == ["a", "b", "c", "d", "e"]  # ranked by Shapley value
     assert found["rank"].tolist() == [1, 2, 3, 4, 5]
     assert found.loc["a", "trials_with"] == 16  # of the 32 subsets of five tasks
+    assert found.attrs["trials"] == 32  # the baseline, the empty subset, among them
 
 
 def test_shapley_values_of_a_game_with_an_interaction_are_the_exact_ones() -> None:
@@ -72,6 +73,7 @@ def test_the_baseline_anchors_the_fit_only_when_asked() -> None:
     without = contributions.task_contributions(
         table, POOL, with_baseline=False, samples=20
     ).set_index("task")
+    assert (with_it.attrs["trials"], without.attrs["trials"]) == (32, 31)
     assert without["effect"].to_numpy() == pytest.approx([0.1] * 5)
     assert without["shapley"].to_numpy() == pytest.approx([0.1] * 5, abs=1e-6)
     assert (with_it["effect"] < 0).all()  # pulled toward the outlier

@@ -130,7 +130,9 @@ def task_contributions(
         }
     )
     table["rank"] = table["shapley"].rank(ascending=False, method="min").fillna(0).astype(int)
-    return table.sort_values("rank", kind="stable").reset_index(drop=True)
+    table = table.sort_values("rank", kind="stable").reset_index(drop=True)
+    table.attrs["trials"] = len(rows)  # the trials both fits used
+    return table
 
 
 def _fitted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:

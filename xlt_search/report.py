@@ -6,6 +6,7 @@ Read from MLflow (`tracking.load_trials`); the caller logs the files on the sear
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,11 +98,10 @@ def write_report(
     files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
 
     report = Report(out_dir, (), trials, table, contributions, gains, read_at)
-    summary = out_dir / SUMMARY_NAME
-    summary.write_text(_summary(spec, parent_run_id, report, variance))
-    files.append(summary)
+    files.append(out_dir / SUMMARY_NAME)
+    files[-1].write_text(_summary(spec, parent_run_id, report, variance))
     progress(f"report: wrote {len(files)} files to {out_dir}")
-    return Report(out_dir, tuple(files), trials, table, contributions, gains, read_at)
+    return dataclasses.replace(report, files=tuple(files))
 
 
 def _common_budget(trials: pd.DataFrame) -> int | None:
@@ -201,7 +201,7 @@ def _summary(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
         "",
         "## Task contributions",
         "",
-        f"Estimated from {int((trials['n_tasks'] > 0).sum())} trials {where}. *Effect*: the "
+        f"Estimated from {contributions.attrs['trials']} trials {where}. *Effect*: the "
         "gain of adding the task (least squares on the `use.<task>` flags); *Shapley*: its "
         "Shapley value over the sampled subsets (KernelSHAP weights); 95% bootstrap intervals. "
         f"The slope in the number of tasks (an average task's effect) is "

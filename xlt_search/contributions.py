@@ -25,22 +25,12 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from xlt_search.curves import percentile_interval
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-CONTRIBUTION_COLUMNS = (
-    "task",
-    "trials_with",
-    "effect",
-    "effect_low",
-    "effect_high",
-    "shapley",
-    "shapley_low",
-    "shapley_high",
-    "rank",
-)
-CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 1000
 FULL_POOL_WEIGHT = 1.0e4  # KernelSHAP's infinite weight on the whole pool, relative to size 1
 
@@ -100,7 +90,7 @@ def task_contributions(
     import numpy as np
     import pandas as pd
 
-    rows = _fitted_rows(trials, with_baseline).dropna(subset=[metric])
+    rows = fitted_rows(trials, with_baseline).dropna(subset=[metric])
     flags, scores = design(rows, pool), rows[metric].astype(float).to_numpy()
     if len(rows) < 2:
         nothing = np.full(len(pool), math.nan)
@@ -114,9 +104,8 @@ def task_contributions(
         draws = rng.integers(0, len(rows), size=(samples, len(rows)))
         boot_effect = np.array([additive_effects(flags[d], scores[d]) for d in draws])
         boot_shapley = np.array([additive_effects(flags[d], scores[d], weights[d]) for d in draws])
-        tail = (1 - CONFIDENCE) / 2
-        effect_ci = tuple(np.quantile(boot_effect, [tail, 1 - tail], axis=0))
-        shapley_ci = tuple(np.quantile(boot_shapley, [tail, 1 - tail], axis=0))
+        effect_ci = percentile_interval(boot_effect)
+        shapley_ci = percentile_interval(boot_shapley)
     table = pd.DataFrame(
         {
             "task": list(pool),
@@ -135,7 +124,8 @@ def task_contributions(
     return table
 
 
-def _fitted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:
+def fitted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:
+    """The trials the fits use: those that did not fail, the baseline only `with_baseline`."""
     kept = trials["status"] != "errored"
     return trials[kept if with_baseline else kept & (trials["n_tasks"] > 0)]
 
@@ -159,7 +149,7 @@ def language_gains(
         for c in trials.columns
         if isinstance(c, str) and c.startswith("lang.") and c.count(".") == 2
     ]
-    rows = _fitted_rows(trials, with_baseline).dropna(subset=columns)
+    rows = fitted_rows(trials, with_baseline).dropna(subset=columns)
     if len(rows) < 2 or not columns:
         return pd.DataFrame(columns=["task", "target", "language", "family", "gain"])
     gains = additive_effects(design(rows, pool), rows[columns].astype(float).to_numpy())

@@ -169,9 +169,11 @@ def beyond_seed_noise(curve: pd.DataFrame, seed_std: float) -> pd.Series:
     """For each size of `curve`, whether its gain over the baseline is larger than seed noise:
     more than twice its standard error, `seed_std * sqrt(1/n + 1/n_baseline)` over the completed
     trials. False where either side has no completed trial or `seed_std` is unknown."""
+    import pandas as pd
+
     baseline = curve.loc[curve["n_tasks"] == 0, "completed"]
     if not len(baseline) or baseline.iloc[0] == 0 or math.isnan(seed_std):
-        return curve["gain"].notna() & False
+        return pd.Series(False, index=curve.index)
     error = seed_std * ((1 / curve["completed"].clip(lower=1)) + 1 / baseline.iloc[0]) ** 0.5
     return (curve["gain"].abs() > 2 * error) & (curve["completed"] > 0) & (curve["n_tasks"] > 0)
 
@@ -196,9 +198,17 @@ def _bootstrap_interval(
     drawn = values[picked[..., None], within.astype(int)]
     used = seats < counts[picked][..., None]  # a configuration contributes its own seed count
     means = np.where(used, drawn, 0.0).sum(axis=(1, 2)) / used.sum(axis=(1, 2))
-    tail = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
+    low, high = percentile_interval(means)
     return float(low), float(high)
+
+
+def percentile_interval(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CONFIDENCE percentile interval of bootstrap `draws` (one draw per row)."""
+    import numpy as np
+
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], axis=0)
+    return low, high
 
 
 def format_table(curve: pd.DataFrame) -> str:

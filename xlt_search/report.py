@@ -73,13 +73,15 @@ def write_report(
     files.append(out_dir / SEED_VARIANCE_NAME)
     variance.to_csv(files[-1], index=False)
 
-    read_at = _common_budget(trials)
-    candidates = trials[(trials["n_tasks"] > 0) & (trials["status"] != "errored")]
-    if read_at is not None and (candidates["budget_steps"] > read_at).any():
+    # The last budget_steps every trial but the baseline reached: the final scores unless ASHA
+    # stopped some trials, whose rung then is where all are read.
+    reached = contrib.fitted_rows(trials, with_baseline=False)["budget_steps"].dropna()
+    read_at = int(reached.min()) if len(reached) and (reached > reached.min()).any() else None
+    if read_at is not None:
         progress(f"report: reading every trial at budget_steps {read_at}, the last all reached")
         at_rung = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id, read_at)
     else:
-        at_rung, read_at = trials, None
+        at_rung = trials
     progress("report: estimating task contributions (regression and Shapley, bootstrapped)")
     final = read_at is None  # the baseline's score compares with the others' only at the end
     contributions = contrib.task_contributions(
@@ -102,14 +104,6 @@ def write_report(
     files[-1].write_text(_summary(spec, parent_run_id, report, variance))
     progress(f"report: wrote {len(files)} files to {out_dir}")
     return dataclasses.replace(report, files=tuple(files))
-
-
-def _common_budget(trials: pd.DataFrame) -> int | None:
-    """The last budget_steps every trial but the baseline reached (failed ones left out)."""
-    reached = trials.loc[
-        (trials["n_tasks"] > 0) & (trials["status"] != "errored"), "budget_steps"
-    ].dropna()
-    return int(reached.min()) if len(reached) else None
 
 
 def _planted(spec: SearchSpec) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -382,6 +383,38 @@ def test_batch_stream_covers_each_epoch_once_and_resumes(prepared: PreparedData)
     assert all(torch.equal(resumed.next()["input_ids"], e) for e in expected)
     other = BatchStream(split, "classification", prepared.pad_token_id, batch_size=32, seed=6)
     assert not torch.equal(other.next()["input_ids"], seen[0]["input_ids"])
+
+
+@pytest.mark.parametrize("key", ["toy_nli", "toy_copa"])
+def test_batch_stream_groups_by_length(prepared: PreparedData, key: str) -> None:
+    split = prepared.load(key, "train", "en")
+    stream = BatchStream(split, prepared.task(key).kind, prepared.pad_token_id, 8, seed=3)
+    epoch = [stream.next() for _ in range(len(split) // 8)]
+    assert stream.state_dict()["epoch"] == 0
+
+    def padding(lengths: np.ndarray) -> float:  # [batches, examples]: the share padded
+        widths = lengths.max(1, keepdims=True)
+        return float((widths - lengths).sum() / (widths.sum() * lengths.shape[1]))
+
+    # an example's length: its tokens, or its longest choice's
+    grouped = np.stack([b["attention_mask"].sum(-1).reshape(8, -1).amax(-1).numpy() for b in epoch])
+    assert [b["input_ids"].shape[-1] for b in epoch] == grouped.max(1).tolist()
+    shuffled = stream.lengths[np.random.default_rng(0).permutation(len(split))]
+    shuffled = shuffled[: grouped.size].reshape(grouped.shape)
+    assert padding(grouped) < padding(shuffled) / 2
+
+
+def test_batch_stream_draws_each_example_once_an_epoch(prepared: PreparedData) -> None:
+    split = prepared.load("toy_nli", "train", "en")
+    stream = BatchStream(split, "classification", prepared.pad_token_id, 8, seed=3)
+    epoch = [stream.next() for _ in range(len(split) // 8)]
+    seen = Counter(
+        str(row[mask.bool()].tolist())
+        for batch in epoch
+        for row, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+    )
+    everything = Counter(str(list(ids)) for ids in split.with_format(None)["input_ids"])
+    assert sum(seen.values()) == len(epoch) * 8 and not seen - everything
 
 
 def test_batch_streams_of_every_kind(prepared: PreparedData) -> None:

@@ -535,6 +535,15 @@ class _ArrowRows:
             array = array.values
         return (*parts, array.to_numpy(zero_copy_only=False))
 
+    def lengths(self, name: str) -> np.ndarray:
+        """Each row's length in list column `name`; a row of lists (the choices of a multiple
+        choice example) counts its longest."""
+        offsets, *inner = self.columns[name][:-1]
+        if not inner:
+            return np.diff(offsets)
+        # every example has at least one choice: each segment of reduceat is non-empty
+        return np.maximum.reduceat(np.diff(inner[0])[: offsets[-1]], offsets[:-1])
+
     def take(self, indices: Sequence[int]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         for name, parts in self.columns.items():
@@ -552,11 +561,19 @@ class _ArrowRows:
         return out
 
 
-class BatchStream:
-    """Endless training batches from one split: shuffled epoch after epoch, padded per batch.
+# Training batches are grouped by length within windows of this many batches (as Trainer's
+# `group_by_length` does): little padding, and a window is still a random draw from the split.
+LENGTH_GROUP_BATCHES = 50
 
-    Epoch e's order is a permutation drawn from (seed, e), so the stream's whole state is two
-    integers; a batch never straddles two epochs (the tail of an epoch is dropped).
+
+class BatchStream:
+    """Endless training batches from one split: shuffled epoch after epoch, grouped by length,
+    padded per batch.
+
+    Epoch e's order is drawn from (seed, e): a permutation of the split, cut into windows of
+    `LENGTH_GROUP_BATCHES` batches, each window sorted by length and cut into batches, the batches
+    then shuffled. A batch never straddles two epochs (the tail of an epoch is dropped), and the
+    stream's whole state is two integers.
     """
 
     def __init__(
@@ -568,20 +585,29 @@ class BatchStream:
         self.size = len(dataset)
         self.kind, self.pad_token_id, self.seed = kind, pad_token_id, seed
         self.batch_size = min(batch_size, len(dataset))
+        self.lengths = self.rows.lengths("input_ids")
         self.epoch, self.position = 0, 0
-        self._order = self._permutation(0)
+        self._order = self._epoch_order(0)
 
     def __len__(self) -> int:
         return self.size
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.size)
+        usable = self.size - self.size % self.batch_size
+        window = LENGTH_GROUP_BATCHES * self.batch_size
+        for start in range(0, usable, window):
+            part = order[start : min(start + window, usable)]
+            order[start : start + len(part)] = part[np.argsort(self.lengths[part], kind="stable")]
+        batches = order[:usable].reshape(-1, self.batch_size)
+        return np.concatenate([batches[rng.permutation(len(batches))].ravel(), order[usable:]])
 
     def next(self) -> dict[str, Any]:
         """The next padded batch."""
         if self.position + self.batch_size > self.size:
             self.epoch, self.position = self.epoch + 1, 0
-            self._order = self._permutation(self.epoch)
+            self._order = self._epoch_order(self.epoch)
         indices = self._order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
         return collate(self.kind, self.rows.take(indices.tolist()), self.pad_token_id)
@@ -591,7 +617,7 @@ class BatchStream:
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._order = self._permutation(self.epoch)
+        self._order = self._epoch_order(self.epoch)
 
 
 def eval_batches(

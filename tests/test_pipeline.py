@@ -121,7 +121,7 @@ def test_reports_follow_the_budget_axis(reference: Recorder) -> None:
 
 
 # The toy trial's training losses at its five reports; a change here is a change in the numerics.
-GOLDEN_LOSSES = [1.37809, 1.52254, 1.30918, 1.11291, 0.82713]
+GOLDEN_LOSSES = [1.38664, 1.57642, 1.42385, 1.11416, 0.8773]
 
 
 def test_losses_match_the_golden_values(reference: Recorder) -> None:

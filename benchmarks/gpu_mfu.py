@@ -7,8 +7,9 @@ The encoder is made from an `XLMRobertaConfig` of XLM-R base's shape (12 layers,
 3072 feed-forward, a 250,002-token vocabulary; no weights are downloaded) with SDPA attention, wrapped
 in the project's `MultiTaskModel` with a 3-way classification head (XNLI's), and trained with the
 pipeline's own optimizer (`pipeline._optimizer`: fused AdamW, warmup and decay) and step
-(`pipeline._train_step`: clipping, scheduler) under bf16 autocast, on full batches of random tokens
-of `--seq-length` (every token real). Measured: tokens/s after `--warmup-steps`, and MFU =
+(`pipeline._train_step`: clipping, scheduler), the encoder under bf16 autocast as the pipeline
+runs it on a GPU (`precision: auto`: `MultiTaskModel`'s `autocast_dtype`), on full batches of random
+tokens of `--seq-length` (every token real). Measured: tokens/s after `--warmup-steps`, and MFU =
 FLOPs / (seconds x peak), with FLOPs per step = 6 N T + 12 L S d T (N the parameters without the
 embeddings, T the tokens of the step, L layers, S the sequence length, d the width: the attention
 scores and their weighting, forward and backward), with and without `torch.compile`.
@@ -45,7 +46,7 @@ def build(device: str, tiny: bool) -> Any:
     config = XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, **shape)
     torch.manual_seed(0)
     encoder = AutoModel.from_config(config, attn_implementation="sdpa")
-    return MultiTaskModel(encoder, {"xnli": ("classification", 3)}).to(device)
+    return MultiTaskModel(encoder, {"xnli": ("classification", 3)}, torch.bfloat16).to(device)
 
 
 def non_embedding_parameters(model: Any) -> int:
@@ -90,14 +91,13 @@ def train(run: Settings, compiled: bool, memory_fraction: float = 1.0) -> dict[s
         if device == "cuda":
             torch.cuda.synchronize()
 
-    with torch.autocast(device_type=device, dtype=torch.bfloat16):
-        for _ in range(warmup_steps):
-            _train_step(model, "xnli", batch, optimizer, scheduler)
-        synchronize()
-        started = time.perf_counter()
-        for _ in range(steps - warmup_steps):
-            _train_step(model, "xnli", batch, optimizer, scheduler)
-        synchronize()
+    for _ in range(warmup_steps):
+        _train_step(model, "xnli", batch, optimizer, scheduler)
+    synchronize()
+    started = time.perf_counter()
+    for _ in range(steps - warmup_steps):
+        _train_step(model, "xnli", batch, optimizer, scheduler)
+    synchronize()
     seconds = time.perf_counter() - started
     tokens = (steps - warmup_steps) * batch_size * seq_length
     config = model.encoder.config if not compiled else model.encoder._orig_mod.config

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ToyWorld
 
 from xlt_search.data import PreparedData, SplitRequest, eval_batches, prepare_data
@@ -188,6 +189,32 @@ def test_no_subset_means_no_intermediate_phase(toy_world: ToyWorld, toy_data: Pr
 def test_a_nan_loss_raises_trial_diverged(toy_world: ToyWorld, toy_data: PreparedData) -> None:
     with pytest.raises(TrialDiverged, match="nan|inf"):
         run_trial(toy_config(toy_world, learning_rate=1e30), toy_data, Recorder())
+
+
+def test_bf16_autocasts_the_encoder_only_and_trains_like_fp32(
+    toy_world: ToyWorld, toy_data: PreparedData, reference: Recorder
+) -> None:
+    assert toy_config(toy_world).autocast_dtype is None  # auto, on the CPU: fp32
+    config = toy_config(toy_world, precision="bf16")
+    assert config.autocast_dtype is torch.bfloat16
+
+    model = MultiTaskModel(load_encoder(config.model), {"toy_nli": ("classification", 3)})
+    model.autocast_dtype = config.autocast_dtype
+    seen = set()  # the dtypes the encoder's matrix multiplications give
+    for module in model.encoder.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(lambda m, a, out: seen.add(out.dtype))
+    batch = eval_batches(toy_data.load("toy_nli", "validation", "en"), "classification", 1, 8)[0]
+    loss, logits = model("toy_nli", batch)
+    loss.backward()
+    assert seen == {torch.bfloat16}
+    assert loss.dtype == logits.dtype == torch.float32
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in model.heads.parameters())
+
+    # The same trial in bf16: other numerics, the same course.
+    losses = [r["loss"] for r in run(config, toy_data).reports]
+    assert losses != [r["loss"] for r in reference.reports]
+    assert losses == pytest.approx([r["loss"] for r in reference.reports], rel=0.05)
 
 
 def test_span_targets_and_tagging_heads_evaluate(

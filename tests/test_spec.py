@@ -37,6 +37,7 @@ def test_defaults_fill_what_the_yaml_leaves_out() -> None:
     raw.pop("resources", None)
     spec = parse_spec(raw)
     assert spec.resources.cpu == 1.0 and spec.resources.gpu == 0.0
+    assert spec.precision == "auto"
     assert spec.sizes == tuple(range(1, len(spec.pool) + 1))
     assert spec.max_budget_steps == (
         spec.budget.intermediate_steps + spec.budget.target_steps * len(spec.targets)
@@ -99,6 +100,9 @@ def test_wrong_types_and_values() -> None:
     raw = quickstart()
     raw["hyperparameters"] = {"learning_rate": {"loguniform": [0.01, 0.001]}}
     assert "low < high" in _error(raw)
+    raw = quickstart()
+    raw["precision"] = "fp16"
+    assert "precision" in _error(raw) and "'bf16'" in _error(raw)
     raw = quickstart()
     raw["targets"] = [{"task": raw["targets"][0]["task"], "languages": ["en"]}]
     assert "non-English" in _error(raw)

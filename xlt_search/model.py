@@ -8,6 +8,7 @@ mean-pooled embeddings.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -123,10 +124,18 @@ def make_head(kind: str, hidden_size: int, num_labels: int, dropout: float) -> n
 class MultiTaskModel(nn.Module):
     """A shared encoder with named heads; `model(head, batch)` runs the encoder and that head."""
 
-    def __init__(self, encoder: PreTrainedModel, heads: Mapping[str, tuple[str, int]]) -> None:
-        """`heads` maps a head's name to (task kind, number of labels)."""
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        heads: Mapping[str, tuple[str, int]],
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        """`heads` maps a head's name to (task kind, number of labels). With `autocast_dtype`
+        (bf16) the encoder's forward pass runs under autocast; the weights, the heads, the
+        logits and the loss stay in fp32."""
         super().__init__()
         self.encoder = encoder
+        self.autocast_dtype = autocast_dtype
         hidden_size, dropout = encoder.config.hidden_size, _dropout_probability(encoder)
         self.heads = nn.ModuleDict(
             {
@@ -137,12 +146,18 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, head: str, batch: Mapping[str, Any]) -> HeadOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        # Multiple choice: every (context, choice) pair is one sequence for the encoder.
-        hidden = self.encoder(
-            input_ids=input_ids.view(-1, input_ids.shape[-1]),
-            attention_mask=attention_mask.view(-1, attention_mask.shape[-1]),
-        ).last_hidden_state
-        return self.heads[head](hidden, batch)
+        autocast = (
+            torch.autocast(input_ids.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            # Multiple choice: every (context, choice) pair is one sequence for the encoder.
+            hidden = self.encoder(
+                input_ids=input_ids.view(-1, input_ids.shape[-1]),
+                attention_mask=attention_mask.view(-1, attention_mask.shape[-1]),
+            ).last_hidden_state
+        return self.heads[head](hidden.float(), batch)
 
 
 def decode_spans(

@@ -89,6 +89,7 @@ class TrialConfig:
     seed: int = 0
     num_threads: int = 1
     device: str = "cpu"
+    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 on a CUDA GPU that supports it
 
     @property
     def target_lr(self) -> float:
@@ -96,6 +97,16 @@ class TrialConfig:
         return (
             self.learning_rate if self.target_learning_rate is None else self.target_learning_rate
         )
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype the encoder's forward pass autocasts to (bf16), or None: fp32 throughout."""
+        if self.precision == "bf16":
+            return torch.bfloat16
+        cuda = self.device.startswith("cuda") and torch.cuda.is_available()
+        if self.precision == "auto" and cuda and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
 
     @property
     def fine_tuned_targets(self) -> tuple[TargetConfig, ...]:
@@ -187,7 +198,9 @@ def intermediate_phase(
     """Multi-task training on the subset, probing the targets at each report."""
     device = encoder.device
     tasks = {key: data.task(key) for key in config.tasks}
-    model = MultiTaskModel(encoder, {key: (t.kind, t.num_labels) for key, t in tasks.items()})
+    model = MultiTaskModel(
+        encoder, {key: (t.kind, t.num_labels) for key, t in tasks.items()}, config.autocast_dtype
+    )
     model.to(device).train()  # from_pretrained gives a model in eval mode: dropout off
     streams = {
         key: BatchStream(
@@ -274,7 +287,11 @@ def probe(
         return _retrieval_scores(encoder, target, eval_sets)
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(_seed(config.seed, "probe", target.task, step))
-        model = MultiTaskModel(copy.deepcopy(encoder), {target.task: (task.kind, task.num_labels)})
+        model = MultiTaskModel(
+            copy.deepcopy(encoder),
+            {target.task: (task.kind, task.num_labels)},
+            config.autocast_dtype,
+        )
         model.to(device).train()
         train = _TargetTraining(
             config, data, task, config.probe_steps, _seed(config.seed, "probe", target.task, step)
@@ -324,7 +341,7 @@ def target_phase(
         # The last target takes the encoder itself: one copy fewer in memory.
         own_encoder = encoder if i == len(targets) - 1 else copy.deepcopy(encoder)
         models[target.task] = MultiTaskModel(
-            own_encoder, {target.task: (task.kind, task.num_labels)}
+            own_encoder, {target.task: (task.kind, task.num_labels)}, config.autocast_dtype
         )
         models[target.task].to(device).train()
         optimizers[target.task], schedulers[target.task] = _optimizer(

@@ -466,6 +466,7 @@ def fixed_settings(spec: SearchSpec, model: str) -> dict[str, Any]:
         "report_every_steps": spec.budget.report_every_steps,
         "probe_steps": spec.budget.probe_steps,
         "num_threads": max(1, int(spec.resources.cpu)),
+        "precision": spec.precision,
     }
 
 

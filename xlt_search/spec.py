@@ -125,6 +125,8 @@ class SearchSpec:
     subsets: SubsetSpec = field(default_factory=SubsetSpec)
     hyperparameters: dict[str, Domain] = field(default_factory=dict)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    # bf16 autocast of the encoder; auto: on a CUDA GPU that supports bf16, fp32 elsewhere
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     max_concurrent_trials: int = 0  # 0: as many as the resources allow
     max_failures: int = 2  # retries of a trial from its checkpoint when its worker dies
     seed: int = 0

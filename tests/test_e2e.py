@@ -186,6 +186,23 @@ def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:
         assert {t for t in yaml_pool() if trial[f"use.{t}"]} == chosen
 
 
+def test_sampled_hyperparameters_are_drawn_again_from_the_seed(tmp_path: Path) -> None:
+    drawn = []
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        uri, _ = run_small_search(
+            tmp_path / run,
+            "sampled",
+            pool=yaml_pool()[:3],
+            subsets={"sampler": "grid", "sizes": [1]},
+            hyperparameters={"learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}},
+        )
+        trials = load_trials("sampled", uri)
+        drawn.append(dict(zip(trials["tasks"], trials["learning_rate"], strict=True)))
+    assert len(drawn[0]) == 4 and len(set(drawn[0].values())) == 4  # three subsets, the baseline
+    assert drawn[0] == drawn[1]
+
+
 def yaml_pool() -> list[str]:
     import yaml
 

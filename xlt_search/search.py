@@ -486,6 +486,7 @@ def _build_tuner(
 ) -> Any:
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if spec.budget.scheduler == "asha":
         scheduler = _make_asha_class()(
@@ -496,6 +497,7 @@ def _build_tuner(
         )
     else:
         scheduler = FIFOScheduler()
+    max_concurrent = spec.max_concurrent_trials or None
     if plan.subsets is None:
         param_space, search_alg, num_samples = {}, _optuna_searcher(spec), spec.subsets.num_samples
     else:
@@ -515,7 +517,12 @@ def _build_tuner(
             },
             **{name: _tune_domain(d) for name, d in spec.hyperparameters.items()},
         }
-        search_alg, num_samples = None, 1
+        # Seeded, so a sampled hyperparameter takes the same values each time the spec runs (Tune's
+        # default generator draws from the global numpy state). It keeps to the concurrency itself.
+        search_alg = BasicVariantGenerator(
+            max_concurrent=max_concurrent or 0, random_state=spec.seed
+        )
+        num_samples, max_concurrent = 1, None
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -525,7 +532,7 @@ def _build_tuner(
             scheduler=scheduler,
             search_alg=search_alg,
             num_samples=num_samples,
-            max_concurrent_trials=spec.max_concurrent_trials or None,
+            max_concurrent_trials=max_concurrent,
             # A trial starts in the worker of one that ended (same resources): a new worker pays
             # about 3 s of imports (torch, transformers, datasets) before its trial can start.
             reuse_actors=True,

@@ -11,9 +11,12 @@ then trains with one `transformers.Trainer` per intermediate task in sequence (t
 optimizer and one warmup-then-decay schedule per task), one Trainer per target (a fresh copy of the
 intermediate encoder each) and scores each target language's dev set with `Trainer.predict`. Both
 sides share the heads (`xlt_search.model`), the batch collation (`xlt_search.data.collate`: padding
-to the batch's longest sequence), the metrics, the subsets (`make_plan` on the spec), the seeds, the
-batch size, the learning rates, weight decay, warmup ratio and optimizer steps per phase (a
-hyperparameter the spec samples is drawn by each side's Tune on its own, so it may differ).
+to the batch's longest sequence; with `--peer-padding max_length` the peer's batches are padded on
+to `max_seq_length`, as transformers' example scripts run_glue.py and run_xnli.py do by default;
+the peer's batches are never grouped by length), the metrics, the subsets (`make_plan` on the
+spec), the seeds, the batch size, the learning rates, weight decay, warmup ratio and optimizer steps
+per phase (a hyperparameter the spec samples is drawn by each side's Tune on its own, so it may
+differ).
 
 Both run under FIFO (no early stopping) on one local Ray instance started beforehand, our search
 through `run_search` with the spec cut to one report per trial, at its end, and no probes (probes
@@ -72,6 +75,7 @@ from xlt_search.spec import HYPERPARAMETERS, SearchSpec, parse_spec
 from xlt_search.synthetic import resolve_model
 from xlt_search.tasks.base import Task
 
+ROOT = Path(__file__).resolve().parents[1]
 # What our search does besides its trials: xlt_search.search._prepare, report.write_report.
 OURS_PARTS = ("_prepare", "write_report")
 
@@ -120,10 +124,24 @@ class HeadModel(torch.nn.Module):
 
 
 def collate_features(
-    features: Sequence[Mapping[str, Any]], kind: str, pad_token_id: int
+    features: Sequence[Mapping[str, Any]], kind: str, pad_token_id: int, width: int | None = None
 ) -> dict[str, Any]:
-    """Trainer's collator: its list of rows as the project's column batch, padded the same way."""
-    return collate(kind, {key: [row[key] for row in features] for key in features[0]}, pad_token_id)
+    """Trainer's collator: its list of rows as the project's column batch, padded the same way,
+    then, with `width`, on to `width` tokens (what padding to max_seq_length at tokenization
+    gives)."""
+    batch = collate(
+        kind, {key: [row[key] for row in features] for key in features[0]}, pad_token_id
+    )
+    if width is None:
+        return batch
+    values = {"input_ids": pad_token_id, "attention_mask": 0, "labels": -100}
+    ndim = batch["input_ids"].ndim
+    return {
+        key: torch.nn.functional.pad(value, (0, width - value.shape[-1]), value=values[key])
+        if key in values and value.ndim == ndim
+        else value
+        for key, value in batch.items()
+    }
 
 
 def train_with_trainer(
@@ -135,6 +153,7 @@ def train_with_trainer(
     learning_rate: float,
     trial: TrialConfig,
     pad_token_id: int,
+    width: int | None,
     output_dir: str,
 ) -> None:
     """`steps` optimizer steps of one head on one tokenized split with a fresh Trainer."""
@@ -155,7 +174,9 @@ def train_with_trainer(
         model=HeadModel(model, head),
         args=args,
         train_dataset=dataset,
-        data_collator=partial(collate_features, kind=task.kind, pad_token_id=pad_token_id),
+        data_collator=partial(
+            collate_features, kind=task.kind, pad_token_id=pad_token_id, width=width
+        ),
     ).train()
 
 
@@ -166,6 +187,7 @@ def predict_score(
     dataset: datasets.Dataset,
     trial: TrialConfig,
     pad_token_id: int,
+    width: int | None,
     output_dir: str,
 ) -> float:
     """The task's metric on one tokenized dev split, through `Trainer.predict`."""
@@ -180,7 +202,9 @@ def predict_score(
     trainer = Trainer(
         model=HeadModel(model, head),
         args=args,
-        data_collator=partial(collate_features, kind=task.kind, pad_token_id=pad_token_id),
+        data_collator=partial(
+            collate_features, kind=task.kind, pad_token_id=pad_token_id, width=width
+        ),
     )
     output = trainer.predict(dataset)
     predictions = output.predictions.argmax(-1).tolist()
@@ -189,7 +213,11 @@ def predict_score(
 
 
 def peer_trial(
-    config: dict[str, Any], fixed: dict[str, Any], registry: dict[str, Task], max_seq_length: int
+    config: dict[str, Any],
+    fixed: dict[str, Any],
+    registry: dict[str, Task],
+    max_seq_length: int,
+    pad_to_max_length: bool,
 ) -> None:
     """One trial of the hand-written search: tokenize, intermediate and target Trainers, score."""
     from ray import tune
@@ -205,6 +233,7 @@ def peer_trial(
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(trial.model)
     pad = int(tokenizer.pad_token_id)
+    width = max_seq_length if pad_to_max_length else None
 
     def tokenized(key: str, split: str, language: str) -> datasets.Dataset:
         task = registry[key]
@@ -239,6 +268,7 @@ def peer_trial(
                     trial.learning_rate,
                     trial,
                     pad,
+                    width,
                     output_dir,
                 )
             encoder = model.encoder
@@ -257,12 +287,13 @@ def peer_trial(
                     trial.target_lr,
                     trial,
                     pad,
+                    width,
                     output_dir,
                 )
             evaluated = time.perf_counter()
             scores[task.key] = {
                 lang: predict_score(
-                    model, task.key, task, dev[task.key, lang], trial, pad, output_dir
+                    model, task.key, task, dev[task.key, lang], trial, pad, width, output_dir
                 )
                 for lang in target.languages
             }
@@ -285,7 +316,7 @@ def _even_shares(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def run_peer(spec: SearchSpec, work: Path) -> Path:
+def run_peer(spec: SearchSpec, work: Path, pad_to_max_length: bool) -> Path:
     """The hand-written search under Tune (FIFO, the spec's concurrency); returns its folder."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
@@ -307,6 +338,7 @@ def run_peer(spec: SearchSpec, work: Path) -> Path:
             fixed=fixed,
             registry=spec.registry,
             max_seq_length=spec.data.max_seq_length,
+            pad_to_max_length=pad_to_max_length,
         ),
         {"cpu": spec.resources.cpu, "gpu": 0},
     )
@@ -387,13 +419,20 @@ def isolate(work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default="search_spaces/quickstart.yaml")
+    parser.add_argument("--spec", default=str(ROOT / "search_spaces" / "quickstart.yaml"))
     parser.add_argument("--intermediate-steps", type=int, default=100)
     parser.add_argument("--target-steps", type=int, default=100)
     parser.add_argument("--per-size", type=int, default=1, help="subsets per size")
     parser.add_argument("--sizes", type=int, nargs="+", help="subset sizes (default: the spec's)")
     parser.add_argument("--skip", choices=("ours", "peer"), help="run one side only")
     parser.add_argument("--peer-first", action="store_true", help="run the peer before ours")
+    parser.add_argument(
+        "--peer-padding",
+        choices=("batch", "max_length"),
+        default="batch",
+        help="the peer pads each batch to its longest sequence, as ours does (batch), or to "
+        "max_seq_length, as run_glue.py and run_xnli.py do by default (max_length)",
+    )
     args = parser.parse_args()
     args.spec = str(Path(args.spec).resolve())
 
@@ -415,7 +454,10 @@ def main() -> None:
         # Timed where run_search calls them, so the trials' share of our wall time is known.
         for module, name in zip((search, report), OURS_PARTS, strict=True):
             add_timer(module, name, ours_parts)
-        runs = {"ours": lambda: run_search(spec, spec_text), "peer": lambda: run_peer(spec, work)}
+        runs = {
+            "ours": lambda: run_search(spec, spec_text),
+            "peer": lambda: run_peer(spec, work, args.peer_padding == "max_length"),
+        }
         order = ["peer", "ours"] if args.peer_first else ["ours", "peer"]
         sides: dict[str, Side] = {}
         for name in (name for name in order if name != args.skip):

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,18 +134,6 @@ def ours(config: TrialConfig, data: PreparedData) -> Meter:
     return meter
 
 
-def pad_to(batch: dict[str, Any], width: int, pad_token_id: int) -> dict[str, Any]:
-    """`batch` with its token axis padded on to `width` (what padding at tokenization gives)."""
-    values = {"input_ids": pad_token_id, "attention_mask": 0, "labels": -100}
-    ndim = batch["input_ids"].ndim
-    return {
-        key: torch.nn.functional.pad(value, (0, width - value.shape[-1]), value=values[key])
-        if key in values and value.ndim == ndim
-        else value
-        for key, value in batch.items()
-    }
-
-
 def with_trainer(
     config: TrialConfig,
     data: PreparedData,
@@ -160,10 +149,6 @@ def with_trainer(
     task = data.task(config.tasks[0])
     model = MultiTaskModel(encoder, {task.key: (task.kind, task.num_labels)})
     train = datasets.load_from_disk(str(data.path(task.key, "train", "en")))
-
-    def collator(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = collate_features(rows, task.kind, data.pad_token_id)
-        return batch if pad_to_length is None else pad_to(batch, pad_to_length, data.pad_token_id)
 
     meter = Meter().watch(encoder)
     with tempfile.TemporaryDirectory(prefix="trainer-") as output_dir:
@@ -185,7 +170,12 @@ def with_trainer(
                 train_sampling_strategy=sampling,
             ),
             train_dataset=train,
-            data_collator=collator,
+            data_collator=partial(
+                collate_features,
+                kind=task.kind,
+                pad_token_id=data.pad_token_id,
+                width=pad_to_length,
+            ),
         )
         try:
             trainer.train()

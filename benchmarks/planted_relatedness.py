@@ -25,6 +25,7 @@ from xlt_search.synthetic import (
     SYNTHETIC_MODEL,
     resolve_model,
 )
+from xlt_search.tasks.synthetic import ALL_LANGUAGES
 
 TARGETS = ("syn_nli", "syn_copa")
 LANGUAGES_BY_CODE = {language.code: language.family for language in LANGUAGES}
@@ -45,7 +46,7 @@ def main() -> None:
         },
         "all nine": tuple(sorted(DEFAULT_POOL)),
     }
-    languages = tuple(LANGUAGES_BY_CODE)
+    languages = ALL_LANGUAGES
     targets = tuple(TargetConfig(task, languages) for task in TARGETS)
     model = resolve_model(SYNTHETIC_MODEL)
     with tempfile.TemporaryDirectory() as cache:
@@ -80,7 +81,9 @@ def main() -> None:
             cells = [name]
             for task in TARGETS:
                 for group in ("en", "synthetic-close", "synthetic-far"):
-                    codes = [c for c in languages if LANGUAGES_BY_CODE[c] == group or c == group]
+                    codes = [
+                        c for c in languages if c == group or LANGUAGES_BY_CODE.get(c) == group
+                    ]
                     cells.append(
                         f"{statistics.mean(r[f'lang.{task}.{c}'] for r in runs for c in codes):.3f}"
                     )

@@ -155,8 +155,13 @@ def train_with_trainer(
     pad_token_id: int,
     width: int | None,
     output_dir: str,
+    sampling: str = "random",
 ) -> None:
-    """`steps` optimizer steps of one head on one tokenized split with a fresh Trainer."""
+    """`steps` optimizer steps of one head on one tokenized split with a fresh Trainer.
+
+    `width`: pad every batch to this many tokens (None: to its longest); `sampling`: Trainer's
+    `train_sampling_strategy`.
+    """
     args = TrainingArguments(
         output_dir=output_dir,
         max_steps=steps,
@@ -169,6 +174,7 @@ def train_with_trainer(
         report_to="none",
         disable_tqdm=True,
         use_cpu=True,
+        train_sampling_strategy=sampling,
     )
     Trainer(
         model=HeadModel(model, head),

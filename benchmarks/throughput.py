@@ -40,16 +40,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
 from common import isolate
-from peer_hf_trainer import HeadModel, collate_features
+from peer_hf_trainer import train_with_trainer
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from transformers import AutoModel, Trainer, TrainingArguments, set_seed
+from transformers import AutoModel, set_seed
 
 from xlt_search.data import BatchStream, PreparedData, eval_batches, prepare_data
 from xlt_search.model import MultiTaskModel, load_encoder
@@ -141,11 +140,8 @@ def with_trainer(
     pad_to_length: int | None,
     sampling: str,
 ) -> tuple[Meter, float]:
-    """Trainer's run, and the seconds from its construction to its first optimizer step.
-
-    `pad_to_length`: pad every batch to this many tokens (None: to its longest); `sampling`:
-    Trainer's `train_sampling_strategy`.
-    """
+    """Trainer's run (`train_with_trainer`, the peer's), and the seconds from building it to its
+    first optimizer step."""
     task = data.task(config.tasks[0])
     model = MultiTaskModel(encoder, {task.key: (task.kind, task.num_labels)})
     train = datasets.load_from_disk(str(data.path(task.key, "train", "en")))
@@ -153,32 +149,20 @@ def with_trainer(
     meter = Meter().watch(encoder)
     with tempfile.TemporaryDirectory(prefix="trainer-") as output_dir:
         started = time.perf_counter()
-        trainer = Trainer(
-            model=HeadModel(model, task.key),
-            args=TrainingArguments(
-                output_dir=output_dir,
-                max_steps=config.intermediate_steps,
-                per_device_train_batch_size=config.per_device_batch_size,
-                learning_rate=config.learning_rate,
-                weight_decay=config.weight_decay,
-                warmup_steps=int(config.warmup_ratio * config.intermediate_steps),
-                seed=config.seed,
-                save_strategy="no",
-                report_to="none",
-                disable_tqdm=True,
-                use_cpu=True,
-                train_sampling_strategy=sampling,
-            ),
-            train_dataset=train,
-            data_collator=partial(
-                collate_features,
-                kind=task.kind,
-                pad_token_id=data.pad_token_id,
-                width=pad_to_length,
-            ),
-        )
         try:
-            trainer.train()
+            train_with_trainer(
+                model,
+                task.key,
+                task,
+                train,
+                config.intermediate_steps,
+                config.learning_rate,
+                config,
+                data.pad_token_id,
+                pad_to_length,
+                output_dir,
+                sampling,
+            )
         finally:
             meter.close()
     return meter, meter.step_times[0] - started

@@ -198,8 +198,8 @@ def test_bf16_autocasts_the_encoder_only_and_trains_like_fp32(
     config = toy_config(toy_world, precision="bf16")
     assert config.autocast_dtype is torch.bfloat16
 
-    model = MultiTaskModel(load_encoder(config.model), {"toy_nli": ("classification", 3)})
-    model.autocast_dtype = config.autocast_dtype
+    heads = {"toy_nli": ("classification", 3)}
+    model = MultiTaskModel(load_encoder(config.model), heads, config.autocast_dtype)
     seen = set()  # the dtypes the encoder's matrix multiplications give
     for module in model.encoder.modules():
         if isinstance(module, torch.nn.Linear):

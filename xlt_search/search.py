@@ -497,7 +497,7 @@ def _build_tuner(
         )
     else:
         scheduler = FIFOScheduler()
-    max_concurrent = spec.max_concurrent_trials or None
+    max_concurrent = spec.max_concurrent_trials or None  # Tune's limit, for the optuna searcher
     if plan.subsets is None:
         param_space, search_alg, num_samples = {}, _optuna_searcher(spec), spec.subsets.num_samples
     else:
@@ -520,7 +520,7 @@ def _build_tuner(
         # Seeded, so a sampled hyperparameter takes the same values each time the spec runs (Tune's
         # default generator draws from the global numpy state). It keeps to the concurrency itself.
         search_alg = BasicVariantGenerator(
-            max_concurrent=max_concurrent or 0, random_state=spec.seed
+            max_concurrent=spec.max_concurrent_trials, random_state=spec.seed
         )
         num_samples, max_concurrent = 1, None
     return tune.Tuner(

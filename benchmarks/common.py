@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def isolate(work: Path) -> None:
-    """Every cache this run writes goes under `work` (each starts empty there), offline, without
-    progress bars, and `work` becomes the working directory."""
+    """Every cache and store this run (and Ray's workers, which it starts) write goes under `work`
+    (each starts empty there), offline, without progress bars, and `work` becomes the working
+    directory."""
     import datasets
     from transformers.utils import logging as transformers_logging
 
@@ -17,6 +18,10 @@ def isolate(work: Path) -> None:
         HF_HOME=str(work / "hf"),
         HF_DATASETS_CACHE=str(work / "hf" / "datasets"),
         HF_HUB_OFFLINE="1",
+        MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db",
+        MPLCONFIGDIR=str(work / "matplotlib"),
+        RAY_ADDRESS="",
+        RAY_USAGE_STATS_ENABLED="0",
     )
     datasets.config.HF_DATASETS_CACHE = Path(os.environ["HF_DATASETS_CACHE"])
     datasets.disable_progress_bars()

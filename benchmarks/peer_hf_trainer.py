@@ -56,6 +56,7 @@ import datasets
 import ray
 import torch
 import yaml
+from common import isolate
 from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 from xlt_search import report, search, subsets
@@ -404,23 +405,6 @@ def check_peer_supports(spec: SearchSpec) -> None:
             )
     if spec.data.max_train_examples is not None or spec.data.max_train_examples_per_task:
         raise SystemExit("the peer does not subsample training splits: drop the spec's train caps")
-
-
-def isolate(work: Path) -> None:
-    """Every cache and store this run (and Ray's workers) write goes under `work`."""
-    env = {
-        "XLT_SEARCH_CACHE": str(work / "xlt-cache"),
-        "HF_HOME": str(work / "hf"),
-        "HF_DATASETS_CACHE": str(work / "hf" / "datasets"),
-        "HF_HUB_OFFLINE": "1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db",
-        "MPLCONFIGDIR": str(work / "matplotlib"),
-        "RAY_ADDRESS": "",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    os.environ.update(env)
-    datasets.config.HF_DATASETS_CACHE = Path(env["HF_DATASETS_CACHE"])
-    os.chdir(work)
 
 
 def main() -> None:

@@ -4,8 +4,9 @@
 
 Prints, per condition (no intermediate task; the helpful, neutral or conflicting tasks alone; all nine),
 the accuracy on English, the close family and the far family for each target, the trial's score, and
-its wall time. The budget is the quickstart's (400 intermediate steps, 400 steps per target, batch 32),
-with reports every 200 budget_steps and 100-step probes.
+its wall time. The budget is the quickstart's by default (400 intermediate steps, 400 steps per
+target, batch 32), with a report halfway through the intermediate phase and at its end, each with a
+probe of a quarter of the target steps.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--intermediate-steps", type=int, default=400)
+    parser.add_argument("--target-steps", type=int, default=400, help="per target")
     args = parser.parse_args()
 
     planted = RELATEDNESS["syn_nli"]
@@ -67,10 +70,10 @@ def main() -> None:
                     model=model,
                     tasks=tasks,
                     targets=targets,
-                    intermediate_steps=400,
-                    target_steps=400,
-                    report_every_steps=200,
-                    probe_steps=100,
+                    intermediate_steps=args.intermediate_steps,
+                    target_steps=args.target_steps,
+                    report_every_steps=max(1, args.intermediate_steps // 2),
+                    probe_steps=args.target_steps // 4,
                     learning_rate=args.learning_rate,
                     per_device_batch_size=32,
                     seed=seed,

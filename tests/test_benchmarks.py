@@ -1,0 +1,126 @@
+"""Every script in benchmarks/ runs in its smallest form and prints its table.
+
+No figure is checked for speed here: the figures come from full runs on an idle machine
+(benchmarks/README.md). These runs keep the scripts working as the code under them changes, and
+check what their tables must say whatever the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from processes import ROOT, small_spec
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def run_benchmark(script: str, work: Path, *args: str) -> str:
+    """`python benchmarks/<script> args` in `work`, with every cache and store under it; its stdout."""
+    env = {
+        **os.environ,
+        "XLT_SEARCH_CACHE": str(work / "xlt-cache"),
+        "HF_HOME": str(work / "hf"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db",
+        "MPLCONFIGDIR": str(work / "matplotlib"),
+        "RAY_ADDRESS": "",
+    }
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    return result.stdout
+
+
+def table_row(output: str, first_cell: str) -> list[str]:
+    """The cells of the `|`-separated row that starts with `first_cell`."""
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row '{first_cell}' in:\n{output}")
+
+
+def number(cell: str) -> float:
+    return float(re.match(r"[\d,.]+", cell).group().replace(",", ""))
+
+
+def test_throughput(tmp_path: Path) -> None:
+    output = run_benchmark("throughput.py", tmp_path, "--steps", "20", "--warmup-steps", "5")
+    ours = table_row(output, "ours (pipeline loop)")
+    padded = table_row(output, "Trainer as run_glue.py: padded to max_seq_length")
+    per_batch = table_row(output, "Trainer, padded per batch")
+    for row in (ours, padded, per_batch):
+        assert number(row[1]) > 0, row
+    # length-grouped, per-batch padding against padding every example to max_seq_length
+    assert number(ours[3]) < number(padded[3]), (ours, padded)
+    assert number(table_row(output, "run_trial's call to its first optimizer step")[1]) > 0
+
+
+def test_data_prep(tmp_path: Path) -> None:
+    spec = ROOT / "tests" / "specs" / "e2e.yaml"
+    output = run_benchmark("data_prep.py", tmp_path, "--spec", str(spec), "--warm-runs", "1")
+    first = number(table_row(output, "first search: empty cache, datasets' raw cache empty")[1])
+    second = number(table_row(output, "second search, run 1: same cache")[1])
+    assert second < first, output
+
+
+def test_planted_relatedness(tmp_path: Path) -> None:
+    output = run_benchmark(
+        "planted_relatedness.py", tmp_path, "--intermediate-steps", "20", "--target-steps", "20"
+    )
+    for condition in ("none", "helpful", "neutral", "conflicting", "all nine"):
+        assert 0 <= number(table_row(output, condition)[-2]) <= 1  # the score
+
+
+def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path: Path) -> None:
+    output = run_benchmark(
+        "gpu_mfu.py", tmp_path, *"--device cpu --tiny --steps 3 --warmup-steps 1".split(),
+        "--packing", "1", "2",
+    )
+    rows = [line.split() for line in output.splitlines()]
+    assert {row[0] for row in rows if len(row) > 2 and row[0] in ("no", "yes")} == {"no", "yes"}
+    packed = {row[0]: row[1] for row in rows if row and row[0] in ("1", "2")}
+    assert packed == {"1": "1.00", "2": "0.50"}, output
+
+
+def asha_spec(work: Path) -> Path:
+    spec = small_spec(work, "asha-smoke", 3)
+    raw = yaml.safe_load(spec.read_text())
+    raw["budget"].update(scheduler="asha", grace_period_steps=20)
+    spec.write_text(yaml.safe_dump(raw))
+    return spec
+
+
+@pytest.mark.e2e
+def test_asha_vs_fifo(tmp_path: Path) -> None:
+    output = run_benchmark("asha_vs_fifo.py", tmp_path, "--spec", str(asha_spec(tmp_path)))
+    rows = {row[0]: row for row in (line.split() for line in output.splitlines()) if row}
+    asha, fifo = rows["asha"], rows["fifo"]
+    assert asha[1] == fifo[1] == "3", output  # trials
+    assert fifo[2] == "3", output  # FIFO completes every trial
+    assert int(asha[3]) <= int(fifo[3]), output  # steps
+    assert "ASHA's steps to the target / FIFO's whole search" in output
+
+
+@pytest.mark.e2e
+def test_peer_hf_trainer(tmp_path: Path) -> None:
+    spec = small_spec(tmp_path, "peer-smoke", 2)
+    output = run_benchmark(
+        "peer_hf_trainer.py", tmp_path, "--spec", str(spec),
+        *"--intermediate-steps 20 --target-steps 20".split(),
+    )
+    ours, peer = table_row(output, "ours"), table_row(output, "peer")
+    assert ours[5] == peer[5] == "2", output  # trials: one subset of each size
+    assert 0 < number(ours[-2]) <= 1 and 0 < number(peer[-2]) <= 1, output  # mean scores
+    assert "ours/peer wall time: whole search" in output

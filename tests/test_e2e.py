@@ -168,12 +168,30 @@ def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
         pool=pool,
         subsets={"sampler": "grid", "sizes": [1, 2]},
         hyperparameters={"learning_rate": {"choice": [1.0e30]}},
-        max_failures=0,
+        max_failures=1,
     )
     trials = load_trials("diverge", uri)
     assert len(trials) == 4  # every trial ran though each one diverged, the baseline too
     assert set(trials["status"]) == {"errored"}
     assert trials["error"].str.contains("loss became nan").all()
+    # Tune retried each trial once; the retry raised the divergence again instead of training
+    assert trials["error"].str.contains("raised again without training").all()
+
+
+def test_running_out_of_gpu_memory_is_recorded_and_raised_again(tmp_path: Path) -> None:
+    """The same path for torch's CUDA out-of-memory error, which no CPU machine provokes: a real
+    instance of it, recorded in a real (local) pyarrow filesystem and raised again from there."""
+    import pyarrow.fs
+    import torch
+
+    from xlt_search.search import _raise_recorded_failure, _record_failure
+
+    filesystem, trial_path = pyarrow.fs.LocalFileSystem(), str(tmp_path / "trial")
+    _raise_recorded_failure(filesystem, trial_path)  # nothing recorded: returns
+    error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    _record_failure(filesystem, trial_path, error)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="Tried to allocate 2.00 GiB.*raised again"):
+        _raise_recorded_failure(filesystem, trial_path)
 
 
 def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:

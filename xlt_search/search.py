@@ -6,6 +6,7 @@ Ray is imported here and nowhere else, lazily, so the pipeline and the CLI's oth
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import tempfile
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from xlt_search import subsets
-from xlt_search.errors import UserError
+from xlt_search.errors import TrialDiverged, UserError
 from xlt_search.spec import Domain, SearchSpec
 
 if TYPE_CHECKING:
@@ -628,15 +629,56 @@ def _train(
             metrics = {**metrics, "restored_from": restored_from}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
+    # Tune retries every error of a trial (max_failures), as it cannot tell a lost node from the
+    # trial's own failure. A retry from the checkpoint would repeat a divergence or running out of
+    # the GPU share exactly, so such a failure is recorded in the trial's storage and a retry
+    # raises it again at once instead of training.
+    storage = tune.get_context().get_storage()
+    _raise_recorded_failure(storage.storage_filesystem, storage.trial_fs_path)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run_trial(trial, data, report)
-    else:
-        with checkpoint.as_directory() as folder:
-            restored_from = checkpoint_budget_steps(Path(folder))
-            run_trial(trial, data, report, resume_from=Path(folder))
+    try:
+        if checkpoint is None:
+            run_trial(trial, data, report)
+        else:
+            with checkpoint.as_directory() as folder:
+                restored_from = checkpoint_budget_steps(Path(folder))
+                run_trial(trial, data, report, resume_from=Path(folder))
+    except tuple(_repeating_failures().values()) as error:
+        _record_failure(storage.storage_filesystem, storage.trial_fs_path, error)
+        raise
     if device == "cuda":
         torch.cuda.empty_cache()
+
+
+FAILURE_FILE = "repeating_failure.json"  # in a trial's storage folder: see _train
+
+
+def _repeating_failures() -> dict[str, type[Exception]]:
+    """A trial's own failures that a retry from its checkpoint would repeat exactly, by name."""
+    import torch
+
+    return {kind.__name__: kind for kind in (TrialDiverged, torch.cuda.OutOfMemoryError)}
+
+
+def _record_failure(filesystem: Any, trial_path: str, error: Exception) -> None:
+    filesystem.create_dir(trial_path, recursive=True)
+    with filesystem.open_output_stream(f"{trial_path}/{FAILURE_FILE}") as stream:
+        stream.write(json.dumps({"type": type(error).__name__, "message": str(error)}).encode())
+
+
+def _raise_recorded_failure(filesystem: Any, trial_path: str) -> None:
+    """Raise the failure an earlier try of this trial recorded, if any."""
+    import pyarrow.fs
+
+    path = f"{trial_path}/{FAILURE_FILE}"
+    if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return
+    with filesystem.open_input_stream(path) as stream:
+        failure = json.loads(stream.read())
+    raise _repeating_failures()[failure["type"]](
+        f"{failure['message']} (raised again without training: an earlier try of this trial "
+        "failed so, and a retry from its checkpoint would only repeat it)"
+    )
 
 
 def _trial_params(config: dict[str, Any], pool: tuple[str, ...]) -> dict[str, Any]:

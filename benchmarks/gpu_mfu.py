@@ -15,18 +15,22 @@ embeddings, T the tokens of the step, L layers, S the sequence length, d the wid
 scores and their weighting, forward and backward), with and without `torch.compile`.
 
 Packing: 1, 2 and 4 trials on one GPU as Ray tasks asking for `num_gpus` 1.0, 0.5 and 0.25, each
-capping its CUDA memory to its fraction as the trainable does; the table gives the aggregate tokens/s
-against one trial alone, and each trial's peak memory against its share.
+capping its CUDA memory to its fraction as the trainable does. The trials wait for each other after
+their warmup steps, so that they are timed over the same window, and the aggregate tokens/s is
+every trial's tokens over the time from the first one's start to the last one's end, against one
+trial alone; the table gives each trial's peak memory against its share.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}  # dense bf16
+# Dense bf16 peaks, by a part of the device's name; the first that matches counts.
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
 
 
 def build(device: str, tiny: bool) -> Any:
@@ -50,7 +54,13 @@ def build(device: str, tiny: bool) -> Any:
 
 
 def non_embedding_parameters(model: Any) -> int:
-    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+    """N of 6 N T: without the embeddings (looked up, not multiplied) and the pooler (it runs on one
+    token a sequence, and its output is not used)."""
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if "embeddings" not in name and "pooler" not in name
+    )
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,12 @@ class Settings:
     warmup_steps: int
 
 
-def train(run: Settings, compiled: bool, memory_fraction: float = 1.0) -> dict[str, float]:
-    """Train `run.steps` optimizer steps; returns tokens/s, FLOPs/s and peak memory (GiB)."""
+def train(
+    run: Settings, compiled: bool, memory_fraction: float = 1.0, barrier: Any = None
+) -> dict[str, float]:
+    """Train `run.steps` optimizer steps, timing those after the warmup (from when every trial
+    waiting on `barrier`, if given, has warmed up); returns tokens/s, FLOPs/s, peak and share of
+    the GPU's memory (GiB), the tokens timed and the wall-clock start and end of the timing."""
     import torch
 
     from xlt_search.pipeline import _optimizer, _train_step
@@ -94,7 +108,11 @@ def train(run: Settings, compiled: bool, memory_fraction: float = 1.0) -> dict[s
     for _ in range(warmup_steps):
         _train_step(model, "xnli", batch, optimizer, scheduler)
     synchronize()
-    started = time.perf_counter()
+    if barrier is not None:
+        import ray
+
+        ray.get(barrier.wait.remote())
+    started_at, started = time.time(), time.perf_counter()
     for _ in range(steps - warmup_steps):
         _train_step(model, "xnli", batch, optimizer, scheduler)
     synchronize()
@@ -105,8 +123,18 @@ def train(run: Settings, compiled: bool, memory_fraction: float = 1.0) -> dict[s
         6 * non_embedding_parameters(model)
         + 12 * config.num_hidden_layers * seq_length * config.hidden_size
     )
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    return {"tokens_per_s": tokens / seconds, "flops_per_s": flops / seconds, "peak_gib": peak}
+    cuda = device == "cuda"
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    memory = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else float("nan")
+    return {
+        "tokens_per_s": tokens / seconds,
+        "flops_per_s": flops / seconds,
+        "peak_gib": peak,
+        "share_gib": memory_fraction * memory,
+        "tokens": tokens,
+        "started": started_at,
+        "ended": started_at + seconds,
+    }
 
 
 def peak_flops(device: str, override: float | None) -> float | None:
@@ -121,13 +149,27 @@ def peak_flops(device: str, override: float | None) -> float | None:
     return next((tf * 1e12 for key, tf in PEAK_TFLOPS.items() if key in name), None)
 
 
+class Barrier:
+    """Ray actor: `wait` returns once `parties` callers have called it."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties, self.arrived, self.everyone = parties, 0, asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived == self.parties:
+            self.everyone.set()
+        await self.everyone.wait()
+
+
 def packed(run: Settings, trials: int) -> list[dict[str, float]]:
     """`trials` copies of `train` at once, each a Ray task with 1/trials of the GPU."""
     import ray
 
     share = 1.0 / trials
+    barrier = ray.remote(num_cpus=0)(Barrier).remote(trials)
     remote = ray.remote(num_gpus=share if run.device == "cuda" else 0, num_cpus=0)(train)
-    return ray.get([remote.remote(run, False, share) for _ in range(trials)])
+    return ray.get([remote.remote(run, False, share, barrier) for _ in range(trials)])
 
 
 def main() -> None:
@@ -167,16 +209,19 @@ def main() -> None:
     ray.init(log_to_driver=False, configure_logging=False)
     print("packed trials (Ray tasks with fractional GPUs, no torch.compile)")
     print(
-        f"{'trials':>6}  {'share':>5}  {'aggregate tokens/s':>18}  {'x one':>6}  {'peak GiB each':>13}"
+        f"{'trials':>6}  {'share':>5}  {'aggregate tokens/s':>18}  {'x one':>6}  "
+        f"{'share GiB':>9}  {'peak GiB each':>13}"
     )
     alone = None
     for trials in args.packing:
         results = packed(run, trials)
-        total = sum(r["tokens_per_s"] for r in results)
+        window = max(r["ended"] for r in results) - min(r["started"] for r in results)
+        total = sum(r["tokens"] for r in results) / window
         alone = alone or total
         peaks = ", ".join(f"{r['peak_gib']:.1f}" for r in results)
         print(
-            f"{trials:>6}  {1 / trials:>5.2f}  {total:>18.0f}  {total / alone:>6.2f}  {peaks:>13}"
+            f"{trials:>6}  {1 / trials:>5.2f}  {total:>18.0f}  {total / alone:>6.2f}  "
+            f"{results[0]['share_gib']:>9.1f}  {peaks:>13}"
         )
 
 

@@ -85,8 +85,12 @@ def test_planted_relatedness(tmp_path: Path) -> None:
 
 def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path: Path) -> None:
     output = run_benchmark(
-        "gpu_mfu.py", tmp_path, *"--device cpu --tiny --steps 3 --warmup-steps 1".split(),
-        "--packing", "1", "2",
+        "gpu_mfu.py",
+        tmp_path,
+        *"--device cpu --tiny --steps 3 --warmup-steps 1".split(),
+        "--packing",
+        "1",
+        "2",
     )
     rows = [line.split() for line in output.splitlines()]
     assert {row[0] for row in rows if len(row) > 2 and row[0] in ("no", "yes")} == {"no", "yes"}
@@ -117,7 +121,10 @@ def test_asha_vs_fifo(tmp_path: Path) -> None:
 def test_peer_hf_trainer(tmp_path: Path) -> None:
     spec = small_spec(tmp_path, "peer-smoke", 2)
     output = run_benchmark(
-        "peer_hf_trainer.py", tmp_path, "--spec", str(spec),
+        "peer_hf_trainer.py",
+        tmp_path,
+        "--spec",
+        str(spec),
         *"--intermediate-steps 20 --target-steps 20".split(),
     )
     ours, peer = table_row(output, "ours"), table_row(output, "peer")

@@ -129,3 +129,77 @@ def test_language_gains_recover_a_per_language_effect() -> None:
     assert indexed[("a", "xf")] == pytest.approx(0.0, abs=1e-9)
     assert indexed[("e", "en")] == pytest.approx(-0.1)
     assert set(gains.loc[gains["language"] == "xf", "family"]) == {"far"}
+
+
+def noisy_trials(worth: dict[str, float], noise: float, seed: int, pool=POOL) -> pd.DataFrame:
+    """Every non-empty subset of `pool` once, its score additive in `worth` plus Gaussian noise
+    of standard deviation `noise` (the seed-to-seed noise of a search)."""
+    rng = np.random.default_rng(seed)
+    return trials_of(
+        all_subsets(pool, empty=False),
+        lambda s: 0.5 + sum(worth.get(t, 0.0) for t in s) + rng.normal(0.0, noise),
+        pool=pool,
+    )
+
+
+def test_a_fit_with_fewer_trials_than_unknowns_is_refused_and_says_what_would_do() -> None:
+    pool = tuple("abcdefghi")
+    rng = np.random.default_rng(0)
+    chosen = [tuple(sorted(rng.choice(pool, 3, replace=False))) for _ in range(6)]
+    table = trials_of(chosen, lambda s: 0.34, pool=pool)
+    found = contributions.task_contributions(table, pool, samples=20)
+    assert "6 usable trials for 10 unknowns" in found.attrs["refused"]
+    assert "at least 11" in found.attrs["refused"]
+    assert found["effect"].isna().all() and (found["rank"] == 0).all()
+
+
+def test_a_task_in_every_trial_cannot_be_told_from_the_intercept() -> None:
+    chosen = [s for s in all_subsets(POOL, empty=False) if "a" in s]
+    found = contributions.task_contributions(trials_of(chosen, lambda s: 0.5), POOL, samples=20)
+    assert found.attrs["refused"].startswith("a is in every usable trial or in none")
+
+
+def test_running_trials_never_enter_the_fit() -> None:
+    # a stopped search: two trials still running with probe scores, none completed
+    table = trials_of([("a",), ("b",)], lambda s: 0.34)
+    table["status"] = "running"
+    found = contributions.task_contributions(table, POOL, samples=20)
+    assert found.attrs["trials"] == 0 and "0 usable trials" in found.attrs["refused"]
+
+
+def test_intervals_are_withheld_where_the_data_cannot_carry_them() -> None:
+    pool = ("a", "b", "c")
+    # seven subsets and the baseline: four trials beyond the four unknowns, yet "a" is in only
+    # two of the trials below
+    chosen = [(), ("b",), ("c",), ("b", "c"), ("a",), ("a", "b"), ("b",), ("c",)]
+    found = contributions.task_contributions(
+        trials_of(chosen, lambda s: 0.5 + 0.1 * len(s), pool=pool), pool, samples=50
+    ).set_index("task")
+    assert math.isnan(found.loc["a", "effect_low"])
+    assert found.loc["a", "interval"] == "2 trials with it, 6 without"
+    assert found.loc["a", "distinguishable"] == "no interval"
+    assert found.loc["b", "interval"] == "" and not math.isnan(found.loc["b", "effect_low"])
+
+
+def test_planted_effects_are_distinguishable_and_a_null_task_is_not() -> None:
+    worth = {"a": 0.10, "e": -0.08}  # b, c, d do nothing
+    found = contributions.task_contributions(
+        noisy_trials(worth, 0.01, seed=1), POOL, samples=300, seed_std=0.01
+    ).set_index("task")
+    assert found.loc["a", "distinguishable"] == "yes"
+    assert found.loc["e", "distinguishable"] == "yes"
+    assert found.loc[["b", "c", "d"], "distinguishable"].str.startswith("no").all()
+    unknown = contributions.task_contributions(noisy_trials(worth, 0.01, seed=1), POOL, samples=50)
+    assert unknown.set_index("task").loc["a", "distinguishable"] == "from zero; seed noise unknown"
+
+
+def test_pure_noise_is_almost_never_called_distinguishable() -> None:
+    # 20 searches of pure seed noise over 5 tasks: 100 null effects; with the correction for
+    # testing every task at once, at most a few may pass by chance
+    flagged = 0
+    for seed in range(20):
+        found = contributions.task_contributions(
+            noisy_trials({}, 0.02, seed=seed), POOL, samples=200, seed=seed, seed_std=0.02
+        )
+        flagged += int((found["distinguishable"] == "yes").sum())
+    assert flagged <= 3

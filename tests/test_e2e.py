@@ -190,7 +190,9 @@ def test_running_out_of_gpu_memory_is_recorded_and_raised_again(tmp_path: Path) 
     _raise_recorded_failure(filesystem, trial_path)  # nothing recorded: returns
     error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     _record_failure(filesystem, trial_path, error)
-    with pytest.raises(torch.cuda.OutOfMemoryError, match="Tried to allocate 2.00 GiB.*raised again"):
+    with pytest.raises(
+        torch.cuda.OutOfMemoryError, match="Tried to allocate 2.00 GiB.*raised again"
+    ):
         _raise_recorded_failure(filesystem, trial_path)
 
 

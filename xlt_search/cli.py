@@ -111,7 +111,7 @@ def _report(args: argparse.Namespace) -> int:
     import yaml
 
     from xlt_search import tracking
-    from xlt_search.report import write_report
+    from xlt_search.report import mark_parent_run, write_report
     from xlt_search.spec import parse_spec
 
     uri = args.tracking_uri  # None: $MLFLOW_TRACKING_URI, else MLflow's default
@@ -121,6 +121,8 @@ def _report(args: argparse.Namespace) -> int:
     out = args.out or Path(f"report-{found.run_id}")
     written = write_report(spec, found.tracking_uri, found.run_id, out)
     print(written.average_table())
+    print("\n".join(written.conclusion()))
+    mark_parent_run(written, found.tracking_uri, found.run_id)
     tracking.log_search_artifacts(found.tracking_uri, found.run_id, written.files)
     print(f"logged the report's {len(written.files)} files on the search's run {found.run_id}")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 from xlt_search.curves import percentile_interval
@@ -80,36 +81,121 @@ def task_contributions(
     with_baseline: bool = True,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    seed_std: float = math.nan,
 ) -> pd.DataFrame:
     """One row per pool task: how many trials trained it, its regression effect and Shapley value
-    on `metric`, each with a 95% bootstrap interval, and its rank by Shapley value (1: best).
+    on `metric`, each with a 95% bootstrap interval where the data can carry one (else NaN, and
+    `interval` says why), whether the effect is distinguishable from zero and from seed noise
+    (`seed_std`, the seed-to-seed standard deviation; NaN: unknown), and its rank by Shapley
+    value (1: best).
 
-    Rows are the trials that did not fail and have `metric`, the baseline among them only
-    `with_baseline`; NaN where fewer than two remain.
+    Rows are the trials that count (`counted_rows`), the baseline among them only `with_baseline`.
+    A fit that the rows cannot determine (fewer trials than unknowns + 1, or subsets that do not
+    separate the tasks) is refused: every estimate is NaN, no rank is given, and
+    `table.attrs["refused"]` says what is missing.
     """
     import numpy as np
+
+    rows = counted_rows(trials, with_baseline).dropna(subset=[metric])
+    flags, scores = design(rows, pool), rows[metric].astype(float).to_numpy()
+    refused = underdetermined(flags, pool)
+    if refused:
+        return refused_table(pool, flags, refused, len(rows))
+    weights = shapley_weights(flags)
+    effect = additive_effects(flags, scores)
+    shapley = additive_effects(flags, scores, weights)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(rows), size=(samples, len(rows)))
+    boot_effect = np.array([additive_effects(flags[d], scores[d]) for d in draws])
+    boot_shapley = np.array([additive_effects(flags[d], scores[d], weights[d]) for d in draws])
+    effect_ci, shapley_ci = percentile_interval(boot_effect), percentile_interval(boot_shapley)
+    why_not = _no_interval(flags)
+    for ci in (effect_ci, shapley_ci):
+        for bound in ci:
+            bound[np.array([bool(w) for w in why_not])] = math.nan
+    table = _table(pool, flags, effect, effect_ci, shapley, shapley_ci)
+    table["interval"] = why_not
+    noise = seed_std * np.sqrt(np.diag(_inverse_gram(flags)))[1:]  # an effect's error from seeds
+    # Every task is tested at once: Bonferroni's bound keeps the chance that any null task is
+    # called distinguishable at 5%.
+    z = float(NormalDist().inv_cdf(1 - 0.05 / (2 * len(pool))))
+    table["distinguishable"] = [
+        _distinguishable(e, lo, hi, z * error)
+        for e, lo, hi, error in zip(effect, effect_ci[0], effect_ci[1], noise, strict=True)
+    ]
+    table["rank"] = table["shapley"].rank(ascending=False, method="min").fillna(0).astype(int)
+    table = table.sort_values("rank", kind="stable").reset_index(drop=True)
+    table.attrs.update(trials=len(rows), refused=None)  # the trials both fits used
+    return table
+
+
+GAINS_COLUMNS = ("task", "target", "language", "family", "gain")
+MIN_TRIALS_PER_SIDE = 3  # an interval needs the task in, and out of, at least this many trials
+MIN_RESIDUAL_DOF = 3  # and this many trials beyond the unknowns of the fit
+
+
+def counted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:
+    """The trials the fits use: those that ran to their end or to an ASHA cut (never a running,
+    interrupted or failed trial, whose last score is a probe's), the baseline only
+    `with_baseline`."""
+    kept = trials["status"].isin(("completed", "early_stopped"))
+    return trials[kept if with_baseline else kept & (trials["n_tasks"] > 0)]
+
+
+def underdetermined(flags: np.ndarray, pool: Sequence[str]) -> str | None:
+    """Why the rows cannot determine an effect per task and an intercept, or None when they can."""
+    import numpy as np
+
+    unknowns = len(pool) + 1
+    if len(flags) < unknowns + 1:
+        return (
+            f"{len(flags)} usable trials for {unknowns} unknowns ({len(pool)} task effects and "
+            f"the intercept): at least {unknowns + 1} completed (or early-stopped) trials are "
+            "needed; run more subsets, or let the search finish"
+        )
+    constant = [t for t, column in zip(pool, flags.T, strict=True) if column.min() == column.max()]
+    if constant:
+        return (
+            f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} in every usable trial "
+            "or in none, so no effect can be told apart from the intercept; sample subsets "
+            "with and without each task"
+        )
+    x = np.column_stack([np.ones(len(flags)), flags])
+    if np.linalg.matrix_rank(x) < unknowns:
+        return (
+            "the subsets do not separate the tasks' effects (some tasks always appear together); "
+            "sample more varied subsets (sampler: stratified or random)"
+        )
+    return None
+
+
+def refused_table(pool: Sequence[str], flags: np.ndarray, reason: str, trials: int) -> pd.DataFrame:
+    """The contributions table of a fit that is not made: counts only, every estimate NaN."""
+    import numpy as np
+
+    nothing = np.full(len(pool), math.nan)
+    table = _table(pool, flags, nothing, (nothing, nothing), nothing, (nothing, nothing))
+    table["interval"] = "no fit"
+    table["distinguishable"] = "no fit"
+    table["rank"] = 0
+    table.attrs.update(trials=trials, refused=reason)
+    return table
+
+
+def _table(
+    pool: Sequence[str],
+    flags: np.ndarray,
+    effect: np.ndarray,
+    effect_ci: tuple[np.ndarray, np.ndarray],
+    shapley: np.ndarray,
+    shapley_ci: tuple[np.ndarray, np.ndarray],
+) -> pd.DataFrame:
     import pandas as pd
 
-    rows = fitted_rows(trials, with_baseline).dropna(subset=[metric])
-    flags, scores = design(rows, pool), rows[metric].astype(float).to_numpy()
-    if len(rows) < 2:
-        nothing = np.full(len(pool), math.nan)
-        effect = shapley = nothing
-        effect_ci = shapley_ci = (nothing, nothing)
-    else:
-        weights = shapley_weights(flags)
-        effect = additive_effects(flags, scores)
-        shapley = additive_effects(flags, scores, weights)
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, len(rows), size=(samples, len(rows)))
-        boot_effect = np.array([additive_effects(flags[d], scores[d]) for d in draws])
-        boot_shapley = np.array([additive_effects(flags[d], scores[d], weights[d]) for d in draws])
-        effect_ci = percentile_interval(boot_effect)
-        shapley_ci = percentile_interval(boot_shapley)
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "task": list(pool),
-            "trials_with": flags.sum(axis=0).astype(int) if len(rows) else 0,
+            "trials_with": flags.sum(axis=0).astype(int) if len(flags) else 0,
             "effect": effect,
             "effect_low": effect_ci[0],
             "effect_high": effect_ci[1],
@@ -118,16 +204,41 @@ def task_contributions(
             "shapley_high": shapley_ci[1],
         }
     )
-    table["rank"] = table["shapley"].rank(ascending=False, method="min").fillna(0).astype(int)
-    table = table.sort_values("rank", kind="stable").reset_index(drop=True)
-    table.attrs["trials"] = len(rows)  # the trials both fits used
-    return table
 
 
-def fitted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:
-    """The trials the fits use: those that did not fail, the baseline only `with_baseline`."""
-    kept = trials["status"] != "errored"
-    return trials[kept if with_baseline else kept & (trials["n_tasks"] > 0)]
+def _no_interval(flags: np.ndarray) -> list[str]:
+    """Per task, why its interval would not be one ("" where it is)."""
+    residual = len(flags) - (flags.shape[1] + 1)
+    reasons = []
+    for column in flags.T:
+        with_it, without = int(column.sum()), int(len(column) - column.sum())
+        if residual < MIN_RESIDUAL_DOF:
+            reasons.append(f"{residual} trials beyond the {flags.shape[1] + 1} unknowns")
+        elif min(with_it, without) < MIN_TRIALS_PER_SIDE:
+            reasons.append(f"{with_it} trials with it, {without} without")
+        else:
+            reasons.append("")
+    return reasons
+
+
+def _inverse_gram(flags: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    x = np.column_stack([np.ones(len(flags)), flags])
+    return np.linalg.pinv(x.T @ x)
+
+
+def _distinguishable(effect: float, low: float, high: float, threshold: float) -> str:
+    """Whether an effect is told apart from zero (its interval excludes it) and from seed noise
+    (it exceeds `threshold`: its standard error under the seed-to-seed deviation, times the
+    corrected normal quantile)."""
+    if math.isnan(low):
+        return "no interval"
+    if low <= 0.0 <= high:
+        return "no"
+    if math.isnan(threshold):
+        return "from zero; seed noise unknown"
+    return "yes" if abs(effect) > threshold else "no: within seed noise"
 
 
 def language_gains(
@@ -149,9 +260,9 @@ def language_gains(
         for c in trials.columns
         if isinstance(c, str) and c.startswith("lang.") and c.count(".") == 2
     ]
-    rows = fitted_rows(trials, with_baseline).dropna(subset=columns)
-    if len(rows) < 2 or not columns:
-        return pd.DataFrame(columns=["task", "target", "language", "family", "gain"])
+    rows = counted_rows(trials, with_baseline).dropna(subset=columns)
+    if not columns or underdetermined(design(rows, pool), pool):
+        return pd.DataFrame(columns=list(GAINS_COLUMNS))
     gains = additive_effects(design(rows, pool), rows[columns].astype(float).to_numpy())
     records = []
     for j, column in enumerate(columns):

@@ -7,14 +7,16 @@ Read from MLflow (`tracking.load_trials`); the caller logs the files on the sear
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xlt_search import chance, curves, summary
 from xlt_search import contributions as contrib
-from xlt_search import curves
+from xlt_search.best import BestConfiguration, best_configuration, parent_marks
+from xlt_search.chance import LearningCheck
+from xlt_search.summary import GAINS_NAME, GAINS_PNG, SEED_VARIANCE_NAME
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,11 +24,8 @@ if TYPE_CHECKING:
     from xlt_search.spec import SearchSpec
 
 SUMMARY_NAME = "summary.md"
-SEED_VARIANCE_NAME = "seed_variance.csv"
 CONTRIBUTIONS_NAME = "contributions.csv"
 CONTRIBUTIONS_PNG = "contributions.png"
-GAINS_NAME = "gains.csv"
-GAINS_PNG = "gains_heatmap.png"
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,25 @@ class Report:
     contributions: pd.DataFrame
     gains: pd.DataFrame
     read_at: int | None  # the budget_steps contributions were read at; None: final scores
+    learning: LearningCheck | None  # None: the search logged no chance levels
+    best: BestConfiguration | None  # None: no trial completed
 
     def average_table(self) -> str:
         """The average score's scaling curve as aligned text, as a search prints it at its end."""
         return curves.format_table(self.curves[self.curves["curve"] == "score"])
+
+    def conclusion(self) -> list[str]:
+        """The lines a search ends with: whether it learned, its best configuration, and why
+        the contributions were not estimated, if they were not."""
+        lines = self.learning.lines() if self.learning is not None else []
+        if self.best is not None:
+            lines.append(self.best.line())
+        else:
+            lines.append("best configuration: none (no trial completed)")
+        refused = self.contributions.attrs.get("refused")
+        if refused and not (self.learning is not None and self.learning.nothing_learned):
+            lines.append(f"task contributions not estimated: {refused}")
+        return lines
 
 
 def write_report(
@@ -57,9 +71,11 @@ def write_report(
     `out_dir`: scaling_curve.csv/.png, seed_variance.csv, contributions.csv/.png, gains.csv,
     gains_heatmap.png and summary.md.
 
-    Curves use completed trials. Contributions and gains use every trial that did not fail, read
-    at the last budget_steps all of them reached: the final scores when none was stopped early,
-    else ASHA's first rung, so that trials cut early count as much as the others.
+    Curves use completed trials. Contributions and gains use the trials that count (completed
+    or early-stopped), read at the last budget_steps all of them reached: the final scores when
+    none was stopped early, else ASHA's first rung, so that trials cut early count as much as
+    the others. They are not estimated when the search learned nothing (`chance`) or when the
+    trials cannot determine them.
     """
     from xlt_search import tracking
 
@@ -67,26 +83,38 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id)
     progress(f"report: {len(trials)} trials loaded from MLflow; drawing the scaling curves")
+    levels = chance.from_tag(tracking.search_tags(tracking_uri, parent_run_id).get(chance.TAG))
+    learning = chance.check_learning(trials, levels, _classes(spec)) if levels else None
     table = curves.scaling_curves(trials, spec.sizes, seed=spec.seed)
     files = list(curves.write_curves(table, trials, out_dir, title=spec.name))
     variance = curves.seed_variance(trials)
     files.append(out_dir / SEED_VARIANCE_NAME)
     variance.to_csv(files[-1], index=False)
 
-    # The last budget_steps every trial but the baseline reached: the final scores unless ASHA
-    # stopped some trials, whose rung then is where all are read.
-    reached = contrib.fitted_rows(trials, with_baseline=False)["budget_steps"].dropna()
+    # The last budget_steps every counted trial but the baseline reached: the final scores
+    # unless ASHA stopped some trials, whose rung then is where all are read.
+    counted = contrib.counted_rows(trials, with_baseline=False)
+    reached = counted["budget_steps"].dropna()
     read_at = int(reached.min()) if len(reached) and (reached > reached.min()).any() else None
     if read_at is not None:
         progress(f"report: reading every trial at budget_steps {read_at}, the last all reached")
         at_rung = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id, read_at)
     else:
         at_rung = trials
-    progress("report: estimating task contributions (regression and Shapley, bootstrapped)")
     final = read_at is None  # the baseline's score compares with the others' only at the end
-    contributions = contrib.task_contributions(
-        at_rung, spec.pool, with_baseline=final, seed=spec.seed
-    )
+    if learning is not None and learning.nothing_learned:
+        contributions = contrib.refused_table(
+            spec.pool, contrib.design(counted, spec.pool), "nothing was learned", len(counted)
+        )
+    else:
+        progress("report: estimating task contributions (regression and Shapley, bootstrapped)")
+        contributions = contrib.task_contributions(
+            at_rung,
+            spec.pool,
+            with_baseline=final,
+            seed=spec.seed,
+            seed_std=curves.pooled_seed_std(variance),
+        )
     planted = _planted(spec)
     if planted:
         contributions["planted"] = contributions["task"].map(planted)
@@ -94,16 +122,41 @@ def write_report(
     contributions.to_csv(files[-1], index=False)
     files.append(_plot_contributions(contributions, out_dir / CONTRIBUTIONS_PNG, spec.name))
     families = {code: language.family for code, language in spec.known_languages.items()}
-    gains = contrib.language_gains(at_rung, spec.pool, families, with_baseline=final)
+    if contributions.attrs["refused"]:
+        import pandas as pd
+
+        gains = pd.DataFrame(columns=list(contrib.GAINS_COLUMNS))
+    else:
+        gains = contrib.language_gains(at_rung, spec.pool, families, with_baseline=final)
     files.append(out_dir / GAINS_NAME)
     gains.to_csv(files[-1], index=False)
     files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
 
-    report = Report(out_dir, (), trials, table, contributions, gains, read_at)
+    found = best_configuration(trials)
+    report = Report(out_dir, (), trials, table, contributions, gains, read_at, learning, found)
     files.append(out_dir / SUMMARY_NAME)
-    files[-1].write_text(_summary(spec, parent_run_id, report, variance))
+    files[-1].write_text(summary.markdown(spec, parent_run_id, report, variance))
     progress(f"report: wrote {len(files)} files to {out_dir}")
     return dataclasses.replace(report, files=tuple(files))
+
+
+def mark_parent_run(report: Report, tracking_uri: str | None, parent_run_id: str) -> None:
+    """Put the report's answer on the parent run: the best subset and run as tags, its score as
+    metrics, and the conclusion as the run's description, which MLflow's UI shows as it opens."""
+    from xlt_search import tracking
+
+    tags, metrics = parent_marks(report.best, "\n\n".join(report.conclusion()))
+    tracking.mark_search(tracking_uri, parent_run_id, tags, metrics)
+
+
+def _classes(spec: SearchSpec) -> dict[str, int]:
+    """The labels or choices of each classification and multiple-choice target."""
+    registry = spec.registry
+    return {
+        t.task: registry[t.task].num_labels
+        for t in spec.targets
+        if registry[t.task].kind in ("classification", "multiple_choice")
+    }
 
 
 def _planted(spec: SearchSpec) -> dict[str, str]:
@@ -118,112 +171,6 @@ def _planted(spec: SearchSpec) -> dict[str, str]:
         return {}
     kinds = {task: {RELATEDNESS[t][task] for t in targets} for task in spec.pool}
     return {task: next(iter(k)) if len(k) == 1 else "mixed" for task, k in kinds.items()}
-
-
-def _interval(value: float, low: float, high: float) -> str:
-    if math.isnan(value):
-        return "-"
-    if math.isnan(low):
-        return f"{value:+.4f}"
-    return f"{value:+.4f} [{low:+.4f}, {high:+.4f}]"
-
-
-def _summary(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.DataFrame) -> str:
-    trials, table = report.trials, report.curves
-    counts = trials["status"].value_counts()
-    seed_std = curves.pooled_seed_std(variance)
-    average = table[table["curve"] == "score"].reset_index(drop=True)
-    larger = curves.beyond_seed_noise(average, seed_std)
-    lines = [
-        f"# {spec.name}: report",
-        "",
-        f"MLflow experiment `{spec.experiment}`, parent run `{parent_run_id}`. "
-        f"{len(trials)} trials: "
-        + ", ".join(f"{counts.get(s, 0)} {s.replace('_', ' ')}" for s in _STATUSES)
-        + (
-            "; the no-intermediate baseline ran."
-            if (trials["n_tasks"] == 0).any()
-            else "; no baseline trial (gains are not shown)."
-        ),
-        "",
-        "## Scaling curve (average zero-shot score)",
-        "",
-        "Completed trials only; mean with a 95% bootstrap interval (over configurations and "
-        "seeds). Early-stopped trials are counted apart. Per target and per language family: "
-        f"`{curves.CSV_NAME}` and `{curves.PNG_NAME}`.",
-        "",
-        "| tasks | trials | completed | early stopped | mean [95% interval] | best | gain over "
-        "baseline | beyond seed noise |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for i, row in average.iterrows():
-        size = "0 (baseline)" if row["n_tasks"] == 0 else str(row["n_tasks"])
-        mean = (
-            "-"
-            if math.isnan(row["mean"])
-            else f"{row['mean']:.4f}"
-            + ("" if math.isnan(row["ci_low"]) else f" [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
-        )
-        best = "-" if math.isnan(row["best"]) else f"{row['best']:.4f}"
-        gain = "-" if math.isnan(row["gain"]) or row["n_tasks"] == 0 else f"{row['gain']:+.4f}"
-        noise = "-" if math.isnan(seed_std) or row["n_tasks"] == 0 else str(bool(larger[i])).lower()
-        lines.append(
-            f"| {size} | {row['trials']} | {row['completed']} | {row['early_stopped']} | "
-            f"{mean} | {best} | {gain} | {noise} |"
-        )
-    lines += ["", "## Seed variance", ""]
-    if math.isnan(seed_std):
-        lines.append(
-            "Each configuration ran with one seed, so seed variance is unknown: set `seeds: 3` "
-            "in the spec to measure it and to see which differences are larger than it."
-        )
-    else:
-        lines.append(
-            f"Pooled over {len(variance)} configurations run with several seeds, the "
-            f"seed-to-seed standard deviation of the score is {seed_std:.4f} (`{SEED_VARIANCE_NAME}`). "
-            "A size's gain is *beyond seed noise* when it exceeds twice its standard error under "
-            "that deviation."
-        )
-    where = (
-        f"at budget_steps {report.read_at}, the last every trial reached (ASHA stopped some "
-        "earlier), so every trial counts alike"
-        if report.read_at is not None
-        else "on the trials' final scores"
-    )
-    contributions = report.contributions
-    lines += [
-        "",
-        "## Task contributions",
-        "",
-        f"Estimated from {contributions.attrs['trials']} trials {where}. *Effect*: the "
-        "gain of adding the task (least squares on the `use.<task>` flags); *Shapley*: its "
-        "Shapley value over the sampled subsets (KernelSHAP weights); 95% bootstrap intervals. "
-        f"The slope in the number of tasks (an average task's effect) is "
-        f"{contributions['effect'].mean():+.4f}.",
-        "",
-        "| rank | task | trials with it | effect [95%] | Shapley [95%] |"
-        + (" planted |" if "planted" in contributions else ""),
-        "|---|---|---|---|---|" + ("---|" if "planted" in contributions else ""),
-    ]
-    for _, row in contributions.iterrows():
-        lines.append(
-            f"| {row['rank']} | {row['task']} | {row['trials_with']} | "
-            f"{_interval(row['effect'], row['effect_low'], row['effect_high'])} | "
-            f"{_interval(row['shapley'], row['shapley_low'], row['shapley_high'])} |"
-            + (f" {row['planted']} |" if "planted" in contributions else "")
-        )
-    lines += [
-        "",
-        "## Gains per task, target and language",
-        "",
-        f"Each task's effect on every target language's score, in `{GAINS_NAME}` and "
-        f"`{GAINS_PNG}` (the same regression, one language at a time).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-_STATUSES = ("completed", "early_stopped", "errored", "interrupted", "running")
 
 
 def _plot_contributions(table: pd.DataFrame, path: Path, title: str) -> Path:

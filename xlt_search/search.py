@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from xlt_search import subsets
+from xlt_search import chance, subsets
 from xlt_search.errors import TrialDiverged, UserError
 from xlt_search.spec import Domain, SearchSpec
 
@@ -146,6 +146,7 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     _check_cluster(spec, ray)
     _check_storage(spec)
     model, data = _prepare(spec)
+    levels = chance.chance_levels(data, {t.task: t.languages for t in _target_configs(spec)})
 
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     logger = tracking.SearchLogger(spec.tracking_uri, journal_dir=_results_dir(spec, run_name))
@@ -156,6 +157,7 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
         tags={
             "xlt.sampler": spec.subsets.sampler,
             tracking.EXPERIMENT_PATH_TAG: _experiment_path(spec, run_name),
+            chance.TAG: chance.to_tag(levels),
         },
     )
     _LOGGERS[logger.parent_run_id] = logger
@@ -252,6 +254,8 @@ def _fit(spec: SearchSpec, tuner: Any, logger: SearchLogger, run_name: str) -> P
             spec, logger.tracking_uri, logger.parent_run_id, results_dir / "report"
         )
         print(written.average_table())
+        print("\n".join(written.conclusion()))
+        report.mark_parent_run(written, logger.tracking_uri, logger.parent_run_id)
         for path in written.files:
             logger.log_artifact(path)
         errored = sum(1 for result in grid if result.error is not None)
@@ -490,11 +494,14 @@ def _build_tuner(
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if spec.budget.scheduler == "asha":
-        scheduler = _make_asha_class()(
+        from xlt_search.scheduler import SizeStratifiedASHA
+
+        scheduler = SizeStratifiedASHA(
             time_attr="budget_steps",
             max_t=spec.max_budget_steps,
             grace_period=spec.grace_period_steps,
             reduction_factor=spec.budget.reduction_factor,
+            survivors_per_size=spec.budget.survivors_per_size,
         )
     else:
         scheduler = FIFOScheduler()
@@ -799,18 +806,3 @@ def _progress_callback(num_trials: int) -> Any:
             self._line(trial, "errored")
 
     return ProgressCallback()
-
-
-def _make_asha_class() -> type:
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-
-    class BaselineKeepingASHA(ASHAScheduler):
-        """ASHA on the subsets; the no-intermediate baseline always runs its whole budget: it is
-        the curve's reference line, not a candidate, and it enters no rung."""
-
-        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-            if trial.config.get("n_tasks") == 0:
-                return TrialScheduler.CONTINUE
-            return super().on_trial_result(tune_controller, trial, result)
-
-    return BaselineKeepingASHA

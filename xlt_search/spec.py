@@ -79,6 +79,7 @@ class BudgetSpec:
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period_steps: int = 0  # 0: report_every_steps
     reduction_factor: int = 3
+    survivors_per_size: int = 2  # ASHA: the first trials of each size at a rung always continue
 
 
 @dataclass(frozen=True)
@@ -466,6 +467,11 @@ def _check(spec: SearchSpec) -> None:
             fail(f"budget.{name}: must be positive")
     if budget.reduction_factor < 2:
         fail("budget.reduction_factor: must be at least 2")
+    if budget.survivors_per_size < 1:
+        fail(
+            f"budget.survivors_per_size: {budget.survivors_per_size}; at least 1 trial of each "
+            "subset size must pass each rung, or the scaling curve has sizes with no result"
+        )
     if spec.grace_period_steps > spec.max_budget_steps:
         fail(
             f"budget.grace_period_steps: {spec.grace_period_steps} is past a trial's whole budget "

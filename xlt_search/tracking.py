@@ -802,6 +802,30 @@ def log_search_artifacts(
         client.log_artifact(parent_run_id, str(path))
 
 
+def search_tags(tracking_uri: str | None, parent_run_id: str) -> dict[str, str]:
+    """The tags of a search's parent run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    return dict(client.get_run(parent_run_id).data.tags)
+
+
+def mark_search(
+    tracking_uri: str | None,
+    parent_run_id: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+) -> None:
+    """Set tags and metrics (at step 0) on a search's parent run, as its report concludes."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value[:MAX_TAG_CHARS])
+    for key, value in metrics.items():
+        client.log_metric(parent_run_id, key, float(value), step=0)
+
+
 def _metrics_at(client: MlflowClient, run: Run, step: int) -> dict[str, float]:
     """Each of the run's metrics as last reported at a step of at most `step` (left out if none
     was)."""

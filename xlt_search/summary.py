@@ -1,0 +1,186 @@
+"""A search's `summary.md`: what it learned, its best configuration, the scaling curve, seed
+variance and task contributions, in the words a reader acts on (docs/reading.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from xlt_search import chance, curves
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from xlt_search.best import BestConfiguration
+    from xlt_search.chance import LearningCheck
+    from xlt_search.report import Report
+    from xlt_search.spec import SearchSpec
+
+SEED_VARIANCE_NAME = "seed_variance.csv"
+GAINS_NAME = "gains.csv"
+GAINS_PNG = "gains_heatmap.png"
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isnan(low):
+        return f"{value:+.4f}"
+    return f"{value:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.DataFrame) -> str:
+    trials, table = report.trials, report.curves
+    counts = trials["status"].value_counts()
+    seed_std = curves.pooled_seed_std(variance)
+    average = table[table["curve"] == "score"].reset_index(drop=True)
+    larger = curves.beyond_seed_noise(average, seed_std)
+    lines = [
+        f"# {spec.name}: report",
+        "",
+        f"MLflow experiment `{spec.experiment}`, parent run `{parent_run_id}`. "
+        f"{len(trials)} trials: "
+        + ", ".join(f"{counts.get(s, 0)} {s.replace('_', ' ')}" for s in _STATUSES)
+        + (
+            "; the no-intermediate baseline ran."
+            if (trials["n_tasks"] == 0).any()
+            else "; no baseline trial (gains are not shown)."
+        ),
+        "",
+        *_learning_section(report.learning),
+        *_best_section(report.best),
+        "## Scaling curve (average zero-shot score)",
+        "",
+        "Completed trials only; mean with a 95% bootstrap interval (over configurations and "
+        "seeds). Early-stopped trials are counted apart. Per target and per language family: "
+        f"`{curves.CSV_NAME}` and `{curves.PNG_NAME}`.",
+        "",
+        "| tasks | trials | completed | early stopped | mean [95% interval] | best | gain over "
+        "baseline | beyond seed noise |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, row in average.iterrows():
+        size = "0 (baseline)" if row["n_tasks"] == 0 else str(row["n_tasks"])
+        mean = (
+            "-"
+            if math.isnan(row["mean"])
+            else f"{row['mean']:.4f}"
+            + ("" if math.isnan(row["ci_low"]) else f" [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+        )
+        best = "-" if math.isnan(row["best"]) else f"{row['best']:.4f}"
+        gain = "-" if math.isnan(row["gain"]) or row["n_tasks"] == 0 else f"{row['gain']:+.4f}"
+        noise = "-" if math.isnan(seed_std) or row["n_tasks"] == 0 else str(bool(larger[i])).lower()
+        lines.append(
+            f"| {size} | {row['trials']} | {row['completed']} | {row['early_stopped']} | "
+            f"{mean} | {best} | {gain} | {noise} |"
+        )
+    lines += ["", "## Seed variance", ""]
+    if math.isnan(seed_std):
+        lines.append(
+            "Each configuration ran with one seed, so seed variance is unknown: set `seeds: 3` "
+            "in the spec to measure it and to see which differences are larger than it."
+        )
+    else:
+        lines.append(
+            f"Pooled over {len(variance)} configurations run with several seeds, the "
+            f"seed-to-seed standard deviation of the score is {seed_std:.4f} (`{SEED_VARIANCE_NAME}`). "
+            "A size's gain is *beyond seed noise* when it exceeds twice its standard error under "
+            "that deviation."
+        )
+    lines += ["", "## Task contributions", "", *_contributions_section(report)]
+    lines += [
+        "",
+        "## Gains per task, target and language",
+        "",
+        f"Each task's effect on every target language's score, in `{GAINS_NAME}` and "
+        f"`{GAINS_PNG}` (the same regression, one language at a time).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _learning_section(learning: LearningCheck | None) -> list[str]:
+    if learning is None:
+        return [
+            "The search logged no chance levels, so whether it learned its targets is unknown.",
+            "",
+        ]
+    lines = [
+        "## Did the search learn its targets?",
+        "",
+        "A trial learned a target when its English score is above the target's chance level "
+        f"by more than {chance.Z} binomial standard errors on the evaluation set "
+        "(docs/reading.md).",
+        "",
+        "| target | language | chance | examples | baseline | best trial | trials above chance |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in learning.targets:
+        baseline = "-" if math.isnan(t.baseline_score) else f"{t.baseline_score:.4f}"
+        lines.append(
+            f"| {t.target} | {t.language} | {t.chance.level:.4f} | {t.chance.examples} | "
+            f"{baseline} | {t.best_score:.4f} | {t.learned} of {t.checked} |"
+        )
+    warning = learning.lines()
+    return [*lines, "", *(f"**{line}**" for line in warning[:1]), *warning[1:], ""]
+
+
+def _best_section(best: BestConfiguration | None) -> list[str]:
+    lines = ["## Best configuration", ""]
+    if best is None:
+        return [*lines, "No trial completed, so there is no best configuration.", ""]
+    interval = (
+        f" [{best.low:.4f}, {best.high:.4f}] (95% t-interval over {best.seeds} seeds)"
+        if not math.isnan(best.low)
+        else " (one seed: no interval; set `seeds: 3` for one)"
+    )
+    hyper = ", ".join(f"`{k}={v}`" for k, v in best.hyperparameters.items()) or "defaults"
+    return [
+        *lines,
+        f"`{best.subset}` ({best.n_tasks} tasks), score {best.score:.4f}{interval}; "
+        f"hyperparameters {hyper}; MLflow run `{best.run_id}`"
+        + (f" (seeds' runs: {', '.join(f'`{r}`' for r in best.run_ids)})" if best.seeds > 1 else "")
+        + ". Take its models away with `xlt-search export`.",
+        "",
+    ]
+
+
+def _contributions_section(report: Report) -> list[str]:
+    contributions = report.contributions
+    refused = contributions.attrs["refused"]
+    if refused:
+        if report.learning is not None and report.learning.nothing_learned:
+            return ["Not estimated: nothing was learned (above), so the tasks are not ranked."]
+        return [f"Not estimated: {refused}."]
+    where = (
+        f"at budget_steps {report.read_at}, the last every trial reached (ASHA stopped some "
+        "earlier), so every trial counts alike"
+        if report.read_at is not None
+        else "on the trials' final scores"
+    )
+    planted = "planted" in contributions
+    lines = [
+        f"Estimated from {contributions.attrs['trials']} completed or early-stopped trials "
+        f"{where}. *Effect*: the gain of adding the task (least squares on the `use.<task>` "
+        "flags); *Shapley*: its Shapley value over the sampled subsets (KernelSHAP weights); "
+        "95% bootstrap intervals where the trials can carry one. *Distinguishable*: the effect's "
+        "interval excludes zero and the effect is more than twice its error under seed noise. "
+        f"The slope in the number of tasks (an average task's effect) is "
+        f"{contributions['effect'].mean():+.4f}.",
+        "",
+        "| rank | task | trials with it | effect [95%] | Shapley [95%] | distinguishable |"
+        + (" planted |" if planted else ""),
+        "|---|---|---|---|---|---|" + ("---|" if planted else ""),
+    ]
+    for _, row in contributions.iterrows():
+        note = f" ({row['interval']}: no interval)" if row["interval"] else ""
+        lines.append(
+            f"| {row['rank']} | {row['task']} | {row['trials_with']} | "
+            f"{_interval(row['effect'], row['effect_low'], row['effect_high'])}{note} | "
+            f"{_interval(row['shapley'], row['shapley_low'], row['shapley_high'])} | "
+            f"{row['distinguishable']} |" + (f" {row['planted']} |" if planted else "")
+        )
+    return lines
+
+
+_STATUSES = ("completed", "early_stopped", "errored", "interrupted", "running")

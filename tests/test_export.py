@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,11 @@ from test_pipeline import TOY_POOL, TOY_TARGETS, Recorder, run, toy_config
 from transformers import AutoModel, AutoTokenizer
 
 from xlt_search.data import PreparedData, eval_batches, prepare_data
+from xlt_search.errors import UserError
 from xlt_search.export import EXPORT_FILE, HEAD_INFO_FILE, load_target_model, write_models
 from xlt_search.pipeline import (
     EVAL_BATCH_MULTIPLIER,
+    PROGRESS_FILE,
     STATE_FILE,
     TargetConfig,
     evaluate,
@@ -100,6 +103,31 @@ def test_a_finished_trial_writes_models_that_score_as_it_reported(
     assert not same_weights(encoder, AutoModel.from_pretrained(toy_world.encoder))
     info = json.loads((tmp_path / "toy_nli" / HEAD_INFO_FILE).read_text())
     assert info == {"task": "toy_nli", "kind": "classification", "num_labels": 3}
+
+
+def test_only_a_whole_checkpoint_of_a_finished_trial_is_exported(
+    toy_world: ToyWorld, toy_trial: tuple[PreparedData, Recorder], tmp_path: Path
+) -> None:
+    _, trial = toy_trial
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="is not the end of its trial"):
+        write_models(trial.folder / "3", out, toy_world.tasks)
+    older = tmp_path / "older"
+    older.mkdir()
+    state = torch.load(trial.folder / "4" / STATE_FILE, weights_only=True)
+    del state["intermediate_encoder"]
+    torch.save(state, older / STATE_FILE)
+    (older / PROGRESS_FILE).write_text((trial.folder / "4" / PROGRESS_FILE).read_text())
+    with pytest.raises(UserError, match="before checkpoints kept the intermediate encoder"):
+        write_models(older, out, toy_world.tasks)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trial.folder / "4", damaged)
+    data = bytearray((damaged / STATE_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (damaged / STATE_FILE).write_bytes(bytes(data))
+    with pytest.raises(UserError, match="is damaged .*; it cannot be exported"):
+        write_models(damaged, out, toy_world.tasks)
+    assert not out.exists()
 
 
 # End to end.

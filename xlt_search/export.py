@@ -179,7 +179,8 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
         check_checkpoint(checkpoint)
     except ValueError as error:
         raise UserError(f"{error}; it cannot be exported") from None
-    state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    # Memory-mapped: the optimizers' states, which export has no use for, are never read.
+    state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
     config = _config_of(state["config"])
     done = config.target_steps * len(config.fine_tuned_targets)
     if state["phase"] != "target" or state["position"] != done:

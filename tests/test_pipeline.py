@@ -157,6 +157,27 @@ def test_resuming_a_finished_trial_returns_its_final_metrics(
     assert final == reference.reports[-1] and recorder.reports == []
 
 
+def test_target_checkpoints_keep_the_intermediate_encoder(
+    toy_world: ToyWorld, toy_data: PreparedData, reference: Recorder, tmp_path: Path
+) -> None:
+    # Report 1 ends the intermediate phase (step 12): its encoder is in every later checkpoint,
+    # those of a trial resumed in the target phase included.
+    def state(index: int, folder: Path = reference.folder) -> dict:
+        return torch.load(folder / str(index) / STATE_FILE, weights_only=True)
+
+    prefix = "encoder."
+    left = {k[len(prefix) :]: v for k, v in state(1)["model"].items() if k.startswith(prefix)}
+    run(toy_config(toy_world), toy_data, resume_from=reference.folder / "2", folder=tmp_path)
+    for kept in [state(i)["intermediate_encoder"] for i in (2, 3, 4)] + [
+        state(1, tmp_path)["intermediate_encoder"]  # the resumed trial's last report
+    ]:
+        assert kept.keys() == left.keys()
+        assert all(torch.equal(kept[key], left[key]) for key in left)
+    trained = state(4)["models"]["toy_nli"]  # the fine-tune moved on from it
+    key = "embeddings.word_embeddings.weight"
+    assert not torch.equal(trained[prefix + key], left[key])
+
+
 def test_a_checkpoint_of_other_settings_is_refused(
     toy_world: ToyWorld, toy_data: PreparedData, reference: Recorder
 ) -> None:

@@ -214,6 +214,7 @@ def test_load_trials_gives_one_typed_row_per_trial(uri: str) -> None:
     assert list(trials["status"]) == ["errored", "early_stopped", "completed"]
     assert trials["score"].tolist()[1:] == [0.3, 0.6] and math.isnan(trials["score"][0])
     assert list(trials["budget_steps"]) == [100, 100, 300]
+    assert (trials["start_time"] > 0).all()  # each run's start, in ms
     assert trials["error"][0].startswith("TrialDiverged")
     assert trials["use.syn_b"].tolist() == [False, False, True]
     assert trials["learning_rate"].tolist() == [0.001] * 3

@@ -1,4 +1,5 @@
-"""The `xlt-search` command: run or resume a search, report on it, sync its logs, list the tasks.
+"""The `xlt-search` command: run or resume a search, report on it, export a trial's models, sync
+its logs, list the tasks.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 """
@@ -70,6 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(command=_report)
 
+    export = commands.add_parser(
+        "export",
+        help="write a trial's models (the search's best by default) as save_pretrained folders",
+    )
+    export.add_argument("experiment", help="the search's MLflow experiment (a spec's name)")
+    export.add_argument("out", type=Path, help="the folder to write (new or empty)")
+    export.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
+    )
+    export.add_argument("--run-id", help="the search's parent run (default: the newest)")
+    export.add_argument(
+        "--trial-run-id", help="the trial's MLflow child run (default: the best completed trial)"
+    )
+    export.set_defaults(command=_export)
+
     sync = commands.add_parser(
         "sync", help="deliver to MLflow what a search logged while its server was unreachable"
     )
@@ -125,6 +141,25 @@ def _report(args: argparse.Namespace) -> int:
     mark_parent_run(written, found.tracking_uri, found.run_id)
     tracking.log_search_artifacts(found.tracking_uri, found.run_id, written.files)
     print(f"logged the report's {len(written.files)} files on the search's run {found.run_id}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from transformers.utils import logging
+
+    from xlt_search import tracking
+    from xlt_search.export import export_trial
+
+    logging.disable_progress_bar()  # a bar per folder written says nothing the last line does not
+    tracking.check_tracking_uri(args.tracking_uri)
+    summary = export_trial(
+        args.experiment, args.out, args.tracking_uri, args.run_id, args.trial_run_id
+    )
+    folders = ", ".join(f"{name}/" for name in ("encoder", *summary["targets"]))
+    print(
+        f"exported trial {summary['run_name']} (run {summary['trial_run_id']}, score "
+        f"{summary['score']:.4f}) to {args.out}: {folders} and export.json"
+    )
     return 0
 
 

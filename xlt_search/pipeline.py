@@ -329,11 +329,17 @@ def target_phase(
     tasks = {target.task: data.task(target.task) for target in targets}
     if state is not None:
         fixed_scores = state["fixed_scores"]
+        intermediate_encoder = state.get("intermediate_encoder")  # None: saved before it was kept
     else:
         fixed_scores = {
             t.task: _retrieval_scores(encoder, t, eval_sets)
             for t in config.targets
             if not t.fine_tuned
+        }
+        # The encoder as the intermediate phase left it, for every checkpoint of this phase (the
+        # export reads it): the fine-tunes train it in place. On the CPU: no device memory.
+        intermediate_encoder = {
+            key: value.detach().to("cpu", copy=True) for key, value in encoder.state_dict().items()
         }
     models, optimizers, schedulers, training = {}, {}, {}, {}
     for i, target in enumerate(targets):
@@ -380,6 +386,7 @@ def target_phase(
                 position=0,
                 metrics=metrics,
                 fixed_scores=fixed_scores,
+                intermediate_encoder=intermediate_encoder,
             ),
         )
         return metrics
@@ -420,6 +427,7 @@ def target_phase(
                 position=position,
                 metrics=metrics,
                 fixed_scores=fixed_scores,
+                intermediate_encoder=intermediate_encoder,
             )
             report(metrics, save_state)
     return metrics
@@ -642,6 +650,7 @@ def _save_targets(
     position: int,
     metrics: Mapping[str, float],
     fixed_scores: Mapping[str, Mapping[str, Mapping[str, float]]],
+    intermediate_encoder: Mapping[str, torch.Tensor] | None,
 ) -> None:
     _write_state(
         folder,
@@ -659,6 +668,7 @@ def _save_targets(
             "optimizers": {key: opt.state_dict() for key, opt in optimizers.items()},
             "schedulers": {key: sched.state_dict() for key, sched in schedulers.items()},
             "training": {key: train.state_dict() for key, train in training.items()},
+            "intermediate_encoder": intermediate_encoder,
         },
     )
 

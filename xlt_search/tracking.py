@@ -679,6 +679,7 @@ TRIAL_COLUMNS = (
     "error",
     "score",
     "budget_steps",
+    "start_time",  # the run's start, ms since the epoch: ties between trials go to the first
 )
 
 
@@ -856,6 +857,7 @@ def _trial_row(run: Run, metrics: dict[str, float] | None = None) -> dict[str, A
         **{key: value for key, value in params.items() if key not in ("tasks", "n_tasks")},
         "score": metrics.get("score", math.nan),
         "budget_steps": metrics.get("budget_steps", math.nan),
+        "start_time": run.info.start_time,
         "_metrics": metrics,
         "_params": params,
     }

@@ -21,6 +21,7 @@ from processes import small_spec
 from test_pipeline import TOY_POOL, TOY_TARGETS, Recorder, run, toy_config
 from transformers import AutoModel, AutoTokenizer
 
+from xlt_search.best import best_trial
 from xlt_search.data import PreparedData, eval_batches, prepare_data
 from xlt_search.errors import UserError
 from xlt_search.export import EXPORT_FILE, HEAD_INFO_FILE, load_target_model, write_models
@@ -32,7 +33,6 @@ from xlt_search.pipeline import (
     evaluate,
     required_splits,
 )
-from xlt_search.selection import best_trial
 from xlt_search.spec import SearchSpec
 from xlt_search.tasks.base import Task
 from xlt_search.tracking import load_trials

@@ -17,6 +17,7 @@ from xlt_search.curves import configuration_keys
 if TYPE_CHECKING:
     import pandas as pd
 
+COMPLETED = "completed"  # the `status` of a trial that ran its whole budget
 TAG = "xlt.best"  # the parent run's tag: the best subset ("baseline" for the empty one)
 RUN_TAG = "xlt.best_run_id"  # the child run of the best configuration's best seed
 
@@ -55,14 +56,17 @@ class BestConfiguration:
 
 def best_configuration(trials: pd.DataFrame) -> BestConfiguration | None:
     """The best completed configuration of `trials` (`tracking.load_trials`'s table), or None
-    when no trial completed. Ties go to the configuration whose first trial comes first."""
+    when no trial completed. Ties go to the configuration, and then the seed, whose run started
+    first (`start_time`; without that column, the table's order)."""
     from scipy import stats
 
     from xlt_search.spec import HYPERPARAMETERS
 
-    done = trials[(trials["status"] == "completed") & trials["score"].notna()]
+    done = trials[(trials["status"] == COMPLETED) & trials["score"].notna()]
     if done.empty:
         return None
+    if "start_time" in done:
+        done = done.sort_values("start_time", kind="stable")
     keys = configuration_keys(done)
     means = done["score"].astype(float).groupby(keys, sort=False).mean()
     chosen = done[keys == means.idxmax()]
@@ -88,6 +92,13 @@ def best_configuration(trials: pd.DataFrame) -> BestConfiguration | None:
         run_id=str(top["run_id"]),
         run_ids=tuple(str(r) for r in chosen["run_id"]),
     )
+
+
+def best_trial(trials: pd.DataFrame) -> pd.Series | None:
+    """The trial `xlt-search export` takes by default: the best configuration's best seed (its
+    row of `trials`), or None when no trial completed."""
+    best = best_configuration(trials)
+    return None if best is None else trials[trials["run_id"] == best.run_id].iloc[0]
 
 
 def parent_marks(best: BestConfiguration | None, verdict: str) -> tuple[dict, dict]:

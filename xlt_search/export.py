@@ -1,7 +1,7 @@
 """Taking a trial's models away: from its last checkpoint, as folders `save_pretrained` wrote.
 
 `xlt-search export EXPERIMENT OUT` (`export_trial`) writes, for the search's best trial
-(`selection.best_trial`) or the one `--trial-run-id` names:
+(`best.best_trial`) or the one `--trial-run-id` names:
 
     OUT/encoder/       the encoder as the trial's intermediate phase left it (the baseline's: the
                        pretrained encoder), with the tokenizer of the search's model
@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xlt_search.best import COMPLETED, best_trial
 from xlt_search.errors import UserError
-from xlt_search.selection import COMPLETED, best_trial
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,4 +1,4 @@
-"""The best-trial rule, on tables shaped as `tracking.load_trials` returns them."""
+"""The trial export takes by default, on tables shaped as `tracking.load_trials` returns them."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import math
 
 import pandas as pd
 
-from xlt_search.selection import best_trial
+from xlt_search.best import best_trial
 
 
 def trials(*rows: tuple[str, str, float, int]) -> pd.DataFrame:
     """Rows of (run_id, status, score, start_time), sorted as load_trials sorts: by subset."""
-    return pd.DataFrame(rows, columns=["run_id", "status", "score", "start_time"])
+    table = pd.DataFrame(rows, columns=["run_id", "status", "score", "start_time"])
+    return table.assign(tasks=table["run_id"], n_tasks=1)  # one configuration per trial
 
 
 def test_the_best_is_the_completed_trial_with_the_highest_score() -> None:

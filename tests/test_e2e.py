@@ -52,6 +52,32 @@ def test_asha_stops_some_trials_early_but_never_the_baseline(search: dict) -> No
     assert baseline["budget_steps"] == 400 * 2  # no intermediate phase; both targets' steps
 
 
+def test_every_size_of_the_curve_ends_with_completed_trials(search: dict) -> None:
+    trials = load_trials("quickstart", search["uri"])
+    done = trials[trials["status"] == "completed"].groupby("n_tasks").size()
+    assert all(done.get(k, 0) >= 1 for k in range(0, 10)), done.to_dict()
+    # ASHA promotes within each size: its first two trials at the rung always go on
+    assert all(done.get(k, 0) >= 2 for k in range(1, 9)), done.to_dict()
+
+
+def test_the_best_configuration_is_printed_and_on_the_parent_run(search: dict) -> None:
+    import mlflow
+
+    from xlt_search.best import best_configuration
+
+    best = best_configuration(load_trials("quickstart", search["uri"]))
+    assert best.line() in search["stdout"]
+    client = mlflow.MlflowClient(search["uri"])
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("quickstart").experiment_id], "tags.`xlt.role` = 'search'"
+    )
+    assert parent.data.tags["xlt.best"] == best.subset
+    assert parent.data.tags["xlt.best_run_id"] == best.run_id
+    assert parent.data.metrics["best.score"] == best.score
+    assert best.line() in parent.data.tags["mlflow.note.content"]
+    assert "nothing was learned" not in search["stdout"]  # the quickstart learns its targets
+
+
 def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     import mlflow
 

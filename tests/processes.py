@@ -1,20 +1,26 @@
-"""Real processes for the tests: an `mlflow server` on a loopback port, and small search specs.
+"""Real processes for the tests: an `mlflow server` on a loopback port, small search specs, and
+the hold point that stops a running search at a state a test chose.
 
 Every server binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from xlt_search.interrupts import HOLD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 E2E_SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
@@ -98,3 +104,45 @@ def small_spec(work: Path, name: str, pool_size: int, **changes: Any) -> Path:
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+class Hold:
+    """The trials' hold point (`xlt_search.interrupts.hold_point`) in `folder`: each trial that
+    reports `budget_steps` waits there until the test releases it. `env` goes into the search's
+    environment."""
+
+    def __init__(self, folder: Path, budget_steps: int) -> None:
+        folder.mkdir(parents=True)
+        self.folder, self.budget_steps = folder, budget_steps
+        self.env = {HOLD_ENV: f"{folder}:{budget_steps}"}
+
+    def held(self) -> list[str]:
+        """The trials that have reached the hold point (released or not), in Tune's order."""
+        names = (path.name for path in self.folder.iterdir())
+        return sorted(name for name in names if "." not in name and name != "release")
+
+    def release(self, trial_id: str | None = None) -> None:
+        """Let `trial_id` go on, or every trial, now and later, when None."""
+        (self.folder / (f"{trial_id}.release" if trial_id else "release")).write_text("")
+
+
+def wait_for(
+    check: Callable[[], bool], what: str, process: subprocess.Popen, timeout_s: float = 600
+) -> None:
+    """Wait until `check()` holds; fail, saying what was awaited, if `process` (the search) ends
+    first or `timeout_s` passes. The deadline is for a search that hangs, never a moment."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if process.poll() is not None:
+            raise AssertionError(f"the search ended (exit {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout_s:g} s: is the search stuck?")
+        time.sleep(0.5)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """Kill what is left of a process started with start_new_session=True, and its group (the
+    Ray instance a driver started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from processes import MlflowServer, free_port, small_spec
+from processes import Hold, MlflowServer, free_port, small_spec
 
 from xlt_search.tracking import load_trials
 
@@ -113,13 +113,19 @@ def _job_spec(work: Path, name: str, cluster: Cluster) -> Path:
     )
 
 
-def _submit(work: Path, spec: Path, cluster: Cluster) -> subprocess.Popen:
+def _submit(
+    work: Path, spec: Path, cluster: Cluster, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`xlt-search run SPEC` as a Ray job; `env` goes to its driver and its trials (the job's
+    runtime environment)."""
+    runtime_env = ["--runtime-env-json", json.dumps({"env_vars": env})] if env else []
     return subprocess.Popen(
         [
             RAY,
             "job",
             "submit",
             f"--address={cluster.dashboard}",
+            *runtime_env,
             "--",
             sys.executable,
             "-m",
@@ -185,18 +191,12 @@ def _raylet_pid(node_manager_port: int) -> int:
 def test_trials_on_a_killed_node_continue_from_their_checkpoints(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    job = _submit(tmp_path, _job_spec(tmp_path, "node-loss", cluster), cluster)
-
-    def a_trial_is_under_way() -> bool:
-        try:
-            trials = load_trials("node-loss", cluster.mlflow_uri)
-        except Exception:
-            return False
-        running = trials[trials["status"] == "running"] if "status" in trials else trials
-        return len(running) >= 2 and (running["budget_steps"] >= 40).all()
-
-    wait_for(a_trial_is_under_way, 600, "two trials under way")
+    # one trial on each node (one CPU each), both held once they have checkpointed budget_steps 40
+    hold = Hold(tmp_path / "hold", budget_steps=40)
+    job = _submit(tmp_path, _job_spec(tmp_path, "node-loss", cluster), cluster, hold.env)
+    wait_for(lambda: len(hold.held()) == 2, 600, "two trials held at budget_steps 40")
     os.kill(_raylet_pid(cluster.worker_node_manager_port), signal.SIGKILL)
+    hold.release()
     output, _ = job.communicate(timeout=900)
     assert job.returncode == 0, output[-4000:]
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from processes import MlflowServer, small_spec
+from processes import Hold, MlflowServer, kill_group, small_spec, wait_for
 
 from xlt_search.tracking import load_trials
 
@@ -23,34 +22,28 @@ def test_metrics_logged_while_the_server_is_down_arrive_when_it_is_back(tmp_path
         tmp_path, "outage", 3, mlflow={"experiment": "outage", "tracking_uri": server.uri}
     )
     server.start()
+    hold = Hold(tmp_path / "hold", budget_steps=20)
+    output = tmp_path / "output"
     search = subprocess.Popen(
         [sys.executable, "-m", "xlt_search", "run", str(spec)],
         cwd=tmp_path,
-        env={**os.environ, "RAY_ADDRESS": ""},
-        stdout=subprocess.PIPE,
+        env={**os.environ, "RAY_ADDRESS": "", **hold.env},
+        stdout=output.open("w"),
         stderr=subprocess.STDOUT,
-        text=True,
+        start_new_session=True,  # its own process group: the driver and the Ray it started
     )
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:  # until a trial has reported
-            time.sleep(1.0)
-            try:
-                trials = load_trials("outage", server.uri)
-            except Exception:
-                continue
-            if len(trials) and (trials["budget_steps"] > 0).any():
-                break
+        wait_for(lambda: len(hold.held()) == 2, "two trials held at their first report", search)
         server.stop()
-        time.sleep(25)  # trials go on reporting into the queue meanwhile
-        assert search.poll() is None  # the outage fell in the middle of the search
+        for trial_id in hold.held():
+            hold.release(trial_id)
+        # The two report into the queue while the server is down; the third trial starts once
+        # one of them has ended, and holds: the outage falls in the middle of the search.
+        wait_for(lambda: len(hold.held()) == 3, "the third trial held", search)
         server.start()
-        output, _ = search.communicate(timeout=900)
-    finally:
-        if search.poll() is None:
-            search.kill()
-    try:
-        assert search.returncode == 0, output[-4000:]
+        hold.release()
+        search.wait(timeout=900)
+        assert search.returncode == 0, output.read_text()[-4000:]
         import mlflow
 
         client = mlflow.MlflowClient(server.uri)
@@ -61,4 +54,6 @@ def test_metrics_logged_while_the_server_is_down_arrive_when_it_is_back(tmp_path
             steps = sorted(m.step for m in client.get_metric_history(run_id, "score"))
             assert steps == every_report, run_id  # each report once, none missing
     finally:
-        server.stop()
+        kill_group(search)
+        if server.process is not None:
+            server.stop()

@@ -1,7 +1,10 @@
-"""A search whose driver is killed mid-way, then `xlt-search resume`: it ends as if never stopped.
+"""A search whose driver is stopped mid-way, then `xlt-search resume`: it ends as if never stopped.
 
 Real processes: the CLI's driver (with its local Ray instance) is killed with SIGKILL, as when the
-head machine dies; `xlt-search resume` continues from Tune's experiment folder and MLflow's runs.
+head machine dies, or stopped with SIGINT (Ctrl-C) or SIGTERM, which it turns into a clean stop
+(exit 130, the parent run KILLED, no report); `xlt-search resume` continues from Tune's experiment
+folder and MLflow's runs. Each stop comes at a state the test holds the search in (`Hold`), never
+at a moment it hopes to catch.
 """
 
 from __future__ import annotations
@@ -10,21 +13,23 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
-from processes import small_spec
+from processes import Hold, kill_group, small_spec, wait_for
 
-from xlt_search.tracking import load_trials
+from xlt_search.tracking import INTERRUPTED, ROLE_TAG, STATE_TAG, load_trials
 
 pytestmark = pytest.mark.e2e
 
+STOPPED = "xlt-search: interrupted; continue with: xlt-search resume resume"
 
-def _spec(work: Path) -> Path:
-    # a fixed learning rate: the two searches train alike
-    return small_spec(work, "resume", 4, hyperparameters={"learning_rate": 1.0e-3})
+
+def _spec(work: Path, **changes: object) -> Path:
+    # a fixed learning rate: the searches train alike
+    return small_spec(work, "resume", 4, hyperparameters={"learning_rate": 1.0e-3}, **changes)
 
 
 def _env(work: Path) -> dict[str, str]:
@@ -46,6 +51,19 @@ def _xlt(work: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _start(work: Path, spec: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`xlt-search run SPEC` in its own process group (the driver and the Ray it starts), its
+    output in work/stdout and work/stderr."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "xlt_search", "run", str(spec)],
+        cwd=work,
+        env={**_env(work), **env},
+        stdout=(work / "stdout").open("w"),
+        stderr=(work / "stderr").open("w"),
+        start_new_session=True,
+    )
+
+
 def _outcome(work: Path) -> dict[str, tuple[str, int, float]]:
     """Each trial's subset -> (status, final budget_steps, score)."""
     trials = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
@@ -55,65 +73,173 @@ def _outcome(work: Path) -> dict[str, tuple[str, int, float]]:
     }
 
 
-def test_a_killed_driver_resumes_to_the_uninterrupted_result(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    reference = tmp_path_factory.mktemp("uninterrupted")
-    result = _xlt(reference, "run", str(_spec(reference)))
-    assert result.returncode == 0, result.stderr[-3000:]
+def _statuses(work: Path) -> dict[str, str]:
+    """Each trial's `status` tag in MLflow, by Tune trial id (none before the first is logged)."""
+    try:
+        trials = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+    except Exception:  # the store, the experiment or its first run is not there yet
+        return {}
+    return dict(zip(trials["trial_id"], trials["status"], strict=True))
 
-    work = tmp_path_factory.mktemp("interrupted")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "xlt_search", "run", str(_spec(work))],
-        cwd=work,
-        env=_env(work),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the driver and the Ray it started
-    )
-    # kill it once one trial has finished and another has reported but not finished
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        if not (work / "mlflow.db").exists():
-            continue
-        try:
-            trials = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
-        except Exception:  # the experiment or its first run is not there yet
-            continue
-        if (
-            "status" in trials
-            and (trials["status"] == "completed").any()
-            and ((trials["status"] == "running") & (trials["budget_steps"] > 0)).any()
-        ):
-            break
-    else:
-        pytest.fail("the search never reached a point to interrupt")
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=60)
-    before = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+
+def _held_after_the_first(work: Path, hold: Hold, first: str) -> bool:
+    """The first trial has completed (in MLflow), and the two trials that ran next are held."""
+    statuses = _statuses(work)
+    return statuses.get(first) == "completed" and len(hold.held()) == len(statuses) == 3
+
+
+def _parent(work: Path) -> mlflow.entities.Run:
+    client = mlflow.MlflowClient(_env(work)["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("resume")
+    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'search'")
+    return parent
+
+
+def _check_stopped(work: Path, driver: subprocess.Popen) -> None:
+    """The driver stopped cleanly: exit 130, the line, the parent run KILLED, no report."""
+    stderr = (work / "stderr").read_text()
+    assert driver.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == STOPPED
+    assert "Traceback" not in stderr
+    parent = _parent(work)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags[STATE_TAG] == INTERRUPTED
+    assert not list((work / "runs").glob("*/report/summary.md"))
+
+
+def _check_once_each(work: Path, trials: int) -> None:
+    """One child run per trial, and no step logged twice in any."""
+    after = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
+    assert len(after) == after["trial_id"].nunique() == trials
+    client = mlflow.MlflowClient(_env(work)["MLFLOW_TRACKING_URI"])
+    for run_id in after["run_id"]:
+        steps = [m.step for m in client.get_metric_history(run_id, "score")]
+        assert len(steps) == len(set(steps)), run_id
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, int, float]]:
+    """The outcome of the search never stopped."""
+    work = tmp_path_factory.mktemp("uninterrupted")
+    result = _xlt(work, "run", str(_spec(work)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _outcome(work)
+
+
+def test_a_killed_driver_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, reference: dict[str, tuple[str, int, float]]
+) -> None:
+    hold = Hold(tmp_path / "hold", budget_steps=40)
+    driver = _start(tmp_path, _spec(tmp_path), hold.env)
+    try:
+        # kill it once one trial has finished and two others are held mid-way, checkpointed
+        wait_for(lambda: len(hold.held()) == 2, "two trials held at budget_steps 40", driver)
+        first = hold.held()[0]
+        hold.release(first)
+        wait_for(
+            lambda: _held_after_the_first(tmp_path, hold, first),
+            "the first trial completed in MLflow and a third one held",
+            driver,
+        )
+        os.killpg(driver.pid, signal.SIGKILL)
+    finally:
+        kill_group(driver)
+    before = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
     unfinished = set(before.loc[before["status"] == "running", "tasks"])
     assert unfinished
 
-    resumed = _xlt(work, "resume", "resume")
+    resumed = _xlt(tmp_path, "resume", "resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     # the same trials, each with one child run, ending at the same step with the same score
-    assert _outcome(work) == _outcome(reference)
-    after = load_trials("resume", _env(work)["MLFLOW_TRACKING_URI"])
-    assert len(after) == after["trial_id"].nunique() == len(_outcome(reference))
+    assert _outcome(tmp_path) == reference
+    _check_once_each(tmp_path, len(reference))
+    after = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
     # the runs the first driver had opened are the ones the resumed search logged into
     assert set(before["run_id"]) <= set(after["run_id"])
     # the trials stopped mid-way continued from a checkpoint, not from scratch
     continued = after[after["tasks"].isin(unfinished)]
     assert (continued["restored_from"] > 0).any()
-    # no step was logged twice in any run
-    import mlflow
 
-    client = mlflow.MlflowClient(_env(work)["MLFLOW_TRACKING_URI"])
-    for run_id in after["run_id"]:
-        steps = [m.step for m in client.get_metric_history(run_id, "score")]
-        assert len(steps) == len(set(steps)), run_id
+
+def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
+    tmp_path: Path, reference: dict[str, tuple[str, int, float]]
+) -> None:
+    hold = Hold(tmp_path / "hold", budget_steps=40)
+    driver = _start(tmp_path, _spec(tmp_path), hold.env)
+    try:
+        wait_for(lambda: len(hold.held()) == 2, "two trials held at budget_steps 40", driver)
+        first = hold.held()[0]
+        hold.release(first)
+        wait_for(
+            lambda: _held_after_the_first(tmp_path, hold, first),
+            "the first trial completed in MLflow and a third one held",
+            driver,
+        )
+        # Ctrl-C: a terminal sends SIGINT to its foreground group, where Ray's own processes
+        # block it (they start with SIGINT masked); the driver alone acts on it
+        os.kill(driver.pid, signal.SIGINT)
+        driver.wait(timeout=300)
+    finally:
+        kill_group(driver)
+    _check_stopped(tmp_path, driver)
+    stopped = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    held = stopped[stopped["trial_id"].isin(hold.held()[1:])]
+    assert set(held["status"]) == {INTERRUPTED} and set(held["budget_steps"]) == {40}
+    assert set(stopped["status"]) == {"completed", INTERRUPTED} and len(stopped) == 3
+
+    resumed = _xlt(tmp_path, "resume", "resume")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert _outcome(tmp_path) == reference
+    _check_once_each(tmp_path, len(reference))
+    after = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    assert set(stopped["run_id"]) <= set(after["run_id"])
+    assert set(after.loc[after["trial_id"].isin(hold.held()[1:]), "restored_from"]) == {40}
+    parent = _parent(tmp_path)
+    assert parent.info.status == "FINISHED" and parent.data.tags[STATE_TAG] == "finished"
+    assert list((tmp_path / "runs").glob("*/report/summary.md"))
+
+
+def test_sigterm_stops_the_search_as_ctrl_c_does(tmp_path: Path) -> None:
+    hold = Hold(tmp_path / "hold", budget_steps=20)
+    driver = _start(tmp_path, _spec(tmp_path), hold.env)
+    try:
+        wait_for(lambda: len(hold.held()) == 2, "two trials held at budget_steps 20", driver)
+        os.kill(driver.pid, signal.SIGTERM)  # Tune catches only SIGINT; the driver takes both
+        driver.wait(timeout=300)
+    finally:
+        kill_group(driver)
+    _check_stopped(tmp_path, driver)
+    stopped = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    assert set(stopped["status"]) == {INTERRUPTED} and set(stopped["budget_steps"]) == {20}
+    # each held trial keeps its checkpoint for `xlt-search resume`
+    assert len(list((tmp_path / "runs").glob("*/*/checkpoint_*"))) == 2
+
+
+def test_ctrl_c_while_the_data_is_prepared_stops_with_the_same_line(tmp_path: Path) -> None:
+    # a cache of its own: the driver tokenizes every split while the interrupt comes
+    spec = _spec(tmp_path, data={"max_seq_length": 32, "cache_dir": str(tmp_path / "cache")})
+    driver = _start(tmp_path, spec, {"PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(
+            lambda: "preparing data" in (tmp_path / "stdout").read_text(),
+            "the data being prepared",
+            driver,
+        )
+        os.kill(driver.pid, signal.SIGINT)
+        driver.wait(timeout=300)
+    finally:
+        kill_group(driver)
+    stderr = (tmp_path / "stderr").read_text()
+    assert driver.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == STOPPED
+    assert "Traceback" not in stderr
+    # the parent run is made once the data is ready: if the interrupt came after, it is KILLED
+    client = mlflow.MlflowClient(_env(tmp_path)["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("resume")
+    if experiment is not None:
+        parents = client.search_runs([experiment.experiment_id])
+        assert {run.info.status for run in parents} <= {"KILLED"}
 
 
 def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from xlt_search import subsets, tracking
 from xlt_search.errors import UserError
-from xlt_search.tracking import SearchLogger, load_trials
+from xlt_search.tracking import STATE_TAG, SearchLogger, load_trials
 
 POOL = ("syn_a", "syn_b", "syn_c")
 
@@ -293,10 +293,12 @@ def test_resume_recovers_the_trials_runs_from_mlflow(uri: str) -> None:
     first.start("exp", "s", "", tags={})
     start_trial(first, "t1", ("syn_a",))
     start_trial(first, "t2", ("syn_b",))
-    first.finish("FAILED")
+    first.finish("KILLED")
+    assert client(uri).get_run(first.parent_run_id).data.tags[STATE_TAG] == "interrupted"
 
     again = SearchLogger(uri)
     again.resume(first.parent_run_id)
+    assert client(uri).get_run(first.parent_run_id).data.tags[STATE_TAG] == "running"
     assert again.run_ids == first.run_ids and again.parent_run_id == first.parent_run_id
     start_trial(again, "t2", ("syn_b",))
     again.trial_ended("t2", "completed")
@@ -310,7 +312,8 @@ def test_resume_recovers_the_trials_runs_from_mlflow(uri: str) -> None:
         "t2": "completed",
         "t3": "interrupted",
     }
-    assert client(uri).get_run(first.parent_run_id).info.status == "FINISHED"
+    parent = client(uri).get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags[STATE_TAG] == "finished"
 
 
 def test_finish_closes_trials_left_open(uri: str) -> None:

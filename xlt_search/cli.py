@@ -2,6 +2,8 @@
 its logs, list the tasks.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
+A search stopped by Ctrl-C (SIGINT) or SIGTERM ends with one line that says how to continue it,
+and exit status 130.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlt_search.errors import UserError
+from xlt_search.errors import SearchInterrupted, UserError
+from xlt_search.interrupts import EXIT_INTERRUPTED, stop_on_signals
 
 if TYPE_CHECKING:
     from xlt_search.tasks import Task
@@ -29,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"xlt-search: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except SearchInterrupted as stopped:
+        print(f"xlt-search: {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # a command other than a search's
         print("xlt-search: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,14 +118,21 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from xlt_search.search import run_search
 
-    run_search(spec, args.spec.read_text())
+    # resume looks in $MLFLOW_TRACKING_URI (or ./mlflow.db) unless told the spec's own store
+    uri = spec.mlflow.tracking_uri
+    found_in = ("--tracking-uri", uri) if uri else ()
+    with stop_on_signals(spec.experiment, *found_in):
+        run_search(spec, args.spec.read_text())
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     from xlt_search.search import resume_search
 
-    resume_search(args.experiment, args.tracking_uri, args.run_id)
+    options = ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
+    options += ["--run-id", args.run_id] if args.run_id else []
+    with stop_on_signals(args.experiment, *options):
+        resume_search(args.experiment, args.tracking_uri, args.run_id)
     return 0
 
 

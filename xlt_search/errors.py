@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import shlex
 from collections.abc import Iterable
 
 
@@ -20,6 +21,20 @@ class UnknownTaskError(UserError):
 
 class TrialDiverged(RuntimeError):
     """A trial whose loss became NaN or infinite; it fails alone and the search goes on."""
+
+
+class SearchInterrupted(Exception):
+    """A search stopped by SIGINT (Ctrl-C) or SIGTERM: its checkpoints and logged metrics are kept,
+    its MLflow parent run is KILLED, and `xlt-search resume` continues it (exit status 130).
+
+    `options` are the ones `xlt-search resume` needs to find the search again (`--tracking-uri`,
+    `--run-id`), if any.
+    """
+
+    def __init__(self, experiment: str, *options: str) -> None:
+        self.experiment, self.options = experiment, options
+        command = shlex.join(["xlt-search", "resume", experiment, *options])
+        super().__init__(f"interrupted; continue with: {command}")
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:

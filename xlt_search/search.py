@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,8 +162,11 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
         },
     )
     _LOGGERS[logger.parent_run_id] = logger
-    tuner = _build_tuner(spec, plan, _trainable(spec, model, data), logger, run_name)
-    return _fit(spec, tuner, logger, run_name)
+
+    def build() -> Any:
+        return _build_tuner(spec, plan, _trainable(spec, model, data), logger, run_name)
+
+    return _fit(spec, build, logger, run_name)
 
 
 def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None) -> Path:
@@ -192,22 +196,26 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
     )
     logger.resume(found.run_id)
     _LOGGERS[found.run_id] = logger
-    # A trial may report again a step it had reported before the interruption (Tune resumes it
-    # from the checkpoint its experiment state last recorded): MLflow keeps each step once.
-    logged = tracking.load_trials(spec.experiment, found.tracking_uri, found.run_id)
-    _LOGGED_UNTIL[found.run_id] = {
-        row["trial_id"]: int(row["budget_steps"])
-        for _, row in logged.iterrows()
-        if row["budget_steps"] == row["budget_steps"]  # not NaN: the trial had reported
-    }
-    print(f"resuming {path} (MLflow parent run {found.run_id})")
-    tuner = tune.Tuner.restore(
-        path,
-        trainable=_trainable(spec, model, data),
-        resume_unfinished=True,
-        resume_errored=False,  # a trial that failed on its own (diverged, out of memory) stays failed
-    )
-    return _fit(spec, tuner, logger, Path(path).name)
+
+    def restore() -> Any:
+        # A trial may report again a step it had reported before the interruption (Tune resumes
+        # it from the checkpoint its experiment state last recorded): MLflow keeps each step once.
+        logged = tracking.load_trials(spec.experiment, found.tracking_uri, found.run_id)
+        _LOGGED_UNTIL[found.run_id] = {
+            row["trial_id"]: int(row["budget_steps"])
+            for _, row in logged.iterrows()
+            if row["budget_steps"] == row["budget_steps"]  # not NaN: the trial had reported
+        }
+        print(f"resuming {path} (MLflow parent run {found.run_id})")
+        # A trial that failed on its own (diverged, out of memory) stays failed.
+        return tune.Tuner.restore(
+            path,
+            trainable=_trainable(spec, model, data),
+            resume_unfinished=True,
+            resume_errored=False,
+        )
+
+    return _fit(spec, restore, logger, Path(path).name)
 
 
 def _prepare(spec: SearchSpec) -> tuple[str, PreparedData]:
@@ -236,13 +244,19 @@ def _prepare(spec: SearchSpec) -> tuple[str, PreparedData]:
     return model, data
 
 
-def _fit(spec: SearchSpec, tuner: Any, logger: SearchLogger, run_name: str) -> Path:
-    """Run (or continue) the Tuner, then write the report and close the parent run."""
-    from xlt_search import report
+def _fit(
+    spec: SearchSpec, make_tuner: Callable[[], Any], logger: SearchLogger, run_name: str
+) -> Path:
+    """Make and run (or continue) the Tuner, then write the report and close the parent run.
+
+    SIGINT or SIGTERM stops the trials, keeping their checkpoints and what they logged, and closes
+    the parent run as KILLED without a report; KeyboardInterrupt goes on to the caller.
+    """
+    from xlt_search import interrupts, report
 
     results_dir = _results_dir(spec, run_name)
     try:
-        grid = tuner.fit()
+        grid = interrupts.fit(make_tuner())
         if logger.flush():  # MLflow is down: the runs are journaled, the report waits for them
             logger.finish("FINISHED")
             print(
@@ -264,6 +278,9 @@ def _fit(spec: SearchSpec, tuner: Any, logger: SearchLogger, run_name: str) -> P
             f"MLflow experiment '{spec.experiment}', parent run {logger.parent_run_id}"
         )
         logger.finish("FINISHED")
+    except KeyboardInterrupt:
+        logger.finish("KILLED")
+        raise
     except BaseException:
         logger.finish("FAILED")
         raise
@@ -413,6 +430,8 @@ def _logged_until(parent_run_id: str, trial_id: str) -> int:
 def _start_ray() -> Any:
     import ray
 
+    from xlt_search import interrupts
+
     # Every report checkpoints (one checkpoint per trial, so a trial resumes mid-phase), which
     # forces Tune to snapshot its state as often; its warning about that is the design, not news.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -420,6 +439,7 @@ def _start_ray() -> Any:
         # Joins the cluster RAY_ADDRESS names (`ray job submit` and cluster nodes set it), else
         # one `ray start` runs on this machine, else starts a local instance: Ray's own order.
         ray.init(log_to_driver=False, configure_logging=False)
+        interrupts.after_ray_init()
     return ray
 
 
@@ -612,6 +632,7 @@ def _train(
     import torch
     from ray import tune
 
+    from xlt_search import interrupts
     from xlt_search.pipeline import TrialConfig, checkpoint_budget_steps, run_trial
     from xlt_search.spec import HYPERPARAMETERS
 
@@ -635,6 +656,7 @@ def _train(
             save_state(Path(folder))
             metrics = {**metrics, "restored_from": restored_from}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        interrupts.hold_point(tune.get_context().get_trial_id(), int(metrics["budget_steps"]))
 
     # Tune retries every error of a trial (max_failures), as it cannot tell a lost node from the
     # trial's own failure. A retry from the checkpoint would repeat a divergence or running out of

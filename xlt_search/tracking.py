@@ -41,10 +41,14 @@ RUN_STATUS: dict[str, str] = {
     "early_stopped": "FINISHED",  # ASHA's cut is an ordinary end; the status tag tells it apart
     "errored": "FAILED",
 }
-RUNNING = "running"  # the `status` tag of a trial that has not ended
-INTERRUPTED = "interrupted"  # the `status` tag of a trial still open when its search finished
+RUNNING = "running"  # the `status` tag of a trial that has not ended (and a search's state)
+INTERRUPTED = "interrupted"  # the `status` tag of a trial still open when its search ended
 
 ROLE_TAG = "xlt.role"  # "search" on the parent run
+STATE_TAG = "xlt.state"  # on the parent run: running, then SEARCH_STATE's value for its end
+# The parent run's MLflow status when its search ends -> its state tag. KILLED: a search stopped
+# by SIGINT or SIGTERM, which `xlt-search resume` continues.
+SEARCH_STATE: dict[str, str] = {"FINISHED": "finished", "FAILED": "failed", "KILLED": INTERRUPTED}
 TRIAL_ID_TAG = (
     "xlt.trial_id"  # Tune's trial id on each child run: how a resumed search finds its runs
 )
@@ -204,7 +208,7 @@ class SearchLogger:
         run = self.client.create_run(
             self._experiment_id,
             run_name=run_name,
-            tags={**{k: str(v) for k, v in tags.items()}, ROLE_TAG: "search"},
+            tags={**{k: str(v) for k, v in tags.items()}, ROLE_TAG: "search", STATE_TAG: RUNNING},
         )
         self._parent_run_id = run.info.run_id
         self.client.log_text(self._parent_run_id, spec_text, "spec.yaml")
@@ -225,6 +229,7 @@ class SearchLogger:
         self._parent_run_id = parent_run_id
         self._run_ids.update(_trial_runs(self.client, self._experiment_id, parent_run_id))
         self.client.update_run(parent_run_id, status="RUNNING")
+        self.client.set_tag(parent_run_id, STATE_TAG, RUNNING)
         self._open_journal()
 
     def trial_started(self, trial_id: str, run_name: str, params: Mapping[str, Any]) -> None:
@@ -281,8 +286,9 @@ class SearchLogger:
         status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED",
         timeout_s: float = FLUSH_TIMEOUT_S,
     ) -> int:
-        """Close the parent run with `status` (trials still open are closed as `interrupted`),
-        then wait, at most `timeout_s` seconds, for MLflow to take everything logged.
+        """Close the parent run with `status` and its state tag (SEARCH_STATE; trials still open
+        are closed as `interrupted`), then wait, at most `timeout_s` seconds, for MLflow to take
+        everything logged.
 
         Returns how many operations are still waiting. When some are (the server is down), it
         prints one line saying where they wait and how to deliver them, and does not raise.
@@ -517,6 +523,7 @@ class _Runs:
         for run in _child_runs(self.client, self.experiment_id, self.parent_run_id, still_open):
             self.client.set_tag(run.info.run_id, "status", INTERRUPTED)
             self.client.set_terminated(run.info.run_id, status="KILLED")
+        self.client.set_tag(self.parent_run_id, STATE_TAG, SEARCH_STATE[status])
         self.client.set_terminated(self.parent_run_id, status=status)
 
     def _run_id(self, trial_id: str) -> str | None:

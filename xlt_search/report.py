@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlt_search import chance, curves, summary
+from xlt_search import chance, curves, summary, tracking
 from xlt_search import contributions as contrib
 from xlt_search.best import BestConfiguration, best_configuration, parent_marks
 from xlt_search.chance import LearningCheck
@@ -50,6 +50,11 @@ class Report:
         """The lines a search ends with: whether it learned, its best configuration, and why
         the contributions were not estimated, if they were not."""
         lines = self.learning.lines() if self.learning is not None else []
+        unfinished = int(self.trials["status"].isin((tracking.RUNNING, tracking.INTERRUPTED)).sum())
+        if unfinished:
+            lines.insert(
+                0, f"partial report: {unfinished} of {len(self.trials)} trials never ended"
+            )
         if self.best is not None:
             lines.append(self.best.line())
         else:
@@ -77,8 +82,6 @@ def write_report(
     the others. They are not estimated when the search learned nothing (`chance`) or when the
     trials cannot determine them.
     """
-    from xlt_search import tracking
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id)
@@ -143,8 +146,6 @@ def write_report(
 def mark_parent_run(report: Report, tracking_uri: str | None, parent_run_id: str) -> None:
     """Put the report's answer on the parent run: the best subset and run as tags, its score as
     metrics, and the conclusion as the run's description, which MLflow's UI shows as it opens."""
-    from xlt_search import tracking
-
     tags, metrics = parent_marks(report.best, "\n\n".join(report.conclusion()))
     tracking.mark_search(tracking_uri, parent_run_id, tags, metrics)
 

@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from xlt_search import chance, curves
+from xlt_search.tracking import INTERRUPTED, RUNNING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +37,7 @@ def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
     average = table[table["curve"] == "score"].reset_index(drop=True)
     larger = curves.beyond_seed_noise(average, seed_std)
     lines = [
-        f"# {spec.name}: report",
+        *_title(spec, trials),
         "",
         f"MLflow experiment `{spec.experiment}`, parent run `{parent_run_id}`. "
         f"{len(trials)} trials: "
@@ -97,6 +98,21 @@ def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
         "",
     ]
     return "\n".join(lines)
+
+
+def _title(spec: SearchSpec, trials: pd.DataFrame) -> list[str]:
+    """The first line says whether the report is final: a search with trials that never ended
+    (interrupted, or still running) gets a partial one."""
+    unfinished = int(trials["status"].isin((RUNNING, INTERRUPTED)).sum())
+    if not unfinished:
+        return [f"# {spec.name}: report"]
+    return [
+        f"# {spec.name}: PARTIAL report ({unfinished} of {len(trials)} trials unfinished)",
+        "",
+        f"The search stopped (or is still running) with {unfinished} trials that never ended: "
+        f"this report reads only the trials that did. `xlt-search resume {spec.experiment}` "
+        "finishes the search, and writes the final report.",
+    ]
 
 
 def _learning_section(learning: LearningCheck | None) -> list[str]:

@@ -1,0 +1,97 @@
+"""The report's checks on searches logged to a real MLflow store: a stopped search gets a partial
+report with no contributions, a search at chance says nothing was learned and ranks nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xlt_search import subsets
+from xlt_search.chance import TAG, Chance, to_tag
+from xlt_search.report import mark_parent_run, write_report
+from xlt_search.spec import parse_spec
+from xlt_search.tracking import SearchLogger
+
+SPEC = Path(__file__).resolve().parent / "specs" / "e2e.yaml"
+LEVELS = {"syn_nli": {"en": Chance(1 / 3, 300), "xf1": Chance(1 / 3, 300)}}
+
+
+@pytest.fixture
+def spec():
+    raw = yaml.safe_load(SPEC.read_text())
+    raw.update(name="checks", targets=[{"task": "syn_nli", "languages": ["en", "xf1"]}])
+    raw["mlflow"] = {"experiment": "checks"}
+    return parse_spec(raw)
+
+
+def log(uri: str, spec, trials: list[tuple[tuple[str, ...], str, float, float]]) -> SearchLogger:
+    """A search of `trials` (subset, status, English score, loss), each reported once, finally."""
+    logger = SearchLogger(uri)
+    logger.start(
+        spec.experiment, "search", yaml.safe_dump({"name": spec.name}), {TAG: to_tag(LEVELS)}
+    )
+    for i, (chosen, status, english, loss) in enumerate(trials):
+        trial_id = f"t{i}"
+        params = {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), "seed": 0}
+        logger.trial_started(
+            trial_id, f"k{len(chosen)}", {**params, **subsets.use_flags(chosen, spec.pool)}
+        )
+        final = float(status == "completed")
+        metrics = {
+            "score": english,
+            "lang.syn_nli.en": english,
+            "lang.syn_nli.xf1": english,
+            "score.syn_nli": english,
+            "loss": loss,
+            "budget_steps": 100,
+            "final": final,
+        }
+        logger.trial_result(trial_id, metrics, step=100)
+        if status != "running":
+            logger.trial_ended(trial_id, status)
+    logger.flush()
+    return logger
+
+
+def test_a_stopped_search_gets_a_partial_report_with_no_contributions(spec, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # stopped after two trials: both still running, with the same chance-level probe score
+    logger = log(
+        uri,
+        spec,
+        [(("syn_kind",), "running", 0.34, 1.09), (("syn_stance",), "running", 0.34, 1.09)],
+    )
+    report = write_report(
+        spec, uri, logger.parent_run_id, tmp_path / "report", progress=lambda _: None
+    )
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert text.splitlines()[0] == "# checks: PARTIAL report (2 of 2 trials unfinished)"
+    assert "Not estimated: 0 usable trials for 10 unknowns" in text
+    assert "No trial completed, so there is no best configuration." in text
+    assert report.conclusion()[0] == "partial report: 2 of 2 trials never ended"
+    assert report.contributions["effect"].isna().all()
+
+
+def test_a_search_at_chance_says_so_and_ranks_nothing(spec, tmp_path: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pool = spec.pool
+    chosen = [()] + [tuple(sorted({pool[i % 9], pool[(i * 4 + 1) % 9]})) for i in range(14)]
+    rows = [(c, "completed", 0.33 + 0.002 * (i % 5), 1.0986) for i, c in enumerate(chosen)]
+    logger = log(uri, spec, rows)
+    report = write_report(
+        spec, uri, logger.parent_run_id, tmp_path / "report", progress=lambda _: None
+    )
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert text.splitlines()[0] == "# checks: report"
+    assert "**nothing was learned: syn_nli en 0.3300 (the baseline) with chance 0.3333" in text
+    assert "likely cause: the target training loss ended at 1.0986" in text
+    assert "Not estimated: nothing was learned" in text and "| rank |" not in text
+    assert report.gains.empty
+    mark_parent_run(report, uri, logger.parent_run_id)
+    parent = mlflow.MlflowClient(uri).get_run(logger.parent_run_id)
+    assert parent.data.tags["mlflow.note.content"].startswith("nothing was learned")
+    assert "xlt.best" in parent.data.tags  # the best of chance-level trials is still named

@@ -138,7 +138,9 @@ def _learning_section(learning: LearningCheck | None) -> list[str]:
             f"{baseline} | {t.best_score:.4f} | {t.learned} of {t.checked} |"
         )
     warning = learning.lines()
-    return [*lines, "", *(f"**{line}**" for line in warning[:1]), *warning[1:], ""]
+    if not warning:
+        return [*lines, ""]
+    return [*lines, "", f"**{warning[0]}**", *warning[1:], ""]
 
 
 def _best_section(best: BestConfiguration | None) -> list[str]:
@@ -180,7 +182,8 @@ def _contributions_section(report: Report) -> list[str]:
         f"{where}. *Effect*: the gain of adding the task (least squares on the `use.<task>` "
         "flags); *Shapley*: its Shapley value over the sampled subsets (KernelSHAP weights); "
         "95% bootstrap intervals where the trials can carry one. *Distinguishable*: the effect's "
-        "interval excludes zero and the effect is more than twice its error under seed noise. "
+        "interval excludes zero and the effect is larger than its error under seed noise times "
+        "the normal quantile corrected for testing every task (docs/reading.md). "
         f"The slope in the number of tasks (an average task's effect) is "
         f"{contributions['effect'].mean():+.4f}.",
         "",

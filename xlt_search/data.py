@@ -308,7 +308,7 @@ def prepare_data(
     )
 
 
-# The kinds whose inputs are pairs of segments (and keep token_type_ids for a model that reads them).
+# The kinds whose inputs are pairs of segments: they keep token_type_ids for a model reading them.
 PAIR_KINDS = ("classification", "multiple_choice", "span")
 SEGMENTS = "token_type_ids"
 

@@ -29,11 +29,10 @@ def load_encoder(model: str, device: str | torch.device = "cpu") -> PreTrainedMo
     """The pretrained encoder (a hub id or a local directory written by `save_pretrained`), on `device`.
 
     The encoder alone: an encoder-decoder checkpoint (mT5) loads its encoder, the decoder's weights
-    are left unread (`encoders.encoder_class`). On CPU the plain ("eager") attention is used: for the short sequences CPU runs train on it was
-    measured about 12% faster per step than PyTorch's fused SDPA kernel. Elsewhere the library's
-    default is kept.
+    left unread (`encoders.encoder_class`). On CPU the plain ("eager") attention is used: for the
+    short sequences CPU runs train on it was measured about 12% faster per step than PyTorch's fused
+    SDPA kernel. Elsewhere the library's default is kept.
     """
-    device = torch.device(device)
     from transformers import AutoConfig
 
     device = torch.device(device)

@@ -102,7 +102,12 @@ def test_a_finished_trial_writes_models_that_score_as_it_reported(
     assert all(torch.equal(v, left[f"encoder.{k}"]) for k, v in encoder.state_dict().items())
     assert not same_weights(encoder, AutoModel.from_pretrained(toy_world.encoder))
     info = json.loads((tmp_path / "toy_nli" / HEAD_INFO_FILE).read_text())
-    assert info == {"task": "toy_nli", "kind": "classification", "num_labels": 3}
+    assert info == {
+        "task": "toy_nli",
+        "kind": "classification",
+        "num_labels": 3,
+        "pooling": "first",
+    }
 
 
 def test_only_a_whole_checkpoint_of_a_finished_trial_is_exported(

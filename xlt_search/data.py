@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from datasets.exceptions import DatasetNotFoundError
 
+from xlt_search.encoders import check_length, read_traits
 from xlt_search.errors import UserError
 from xlt_search.tasks.base import (
     KIND_FIELDS,
@@ -38,7 +39,7 @@ from xlt_search.tasks.base import (
 )
 
 # Bump when the tokenization below changes, so caches made by older code are not reused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: pairs keep their token_type_ids for an encoder that reads segment ids
 
 
 class DataError(UserError):
@@ -76,6 +77,7 @@ class PreparedData:
     tokenizer: str
     pad_token_id: int
     max_seq_length: int
+    pooling: str = "first"  # what the model's classification heads pool (`encoders.pooling`)
 
     def path(self, task: str, split: str, language: str) -> Path:
         """The directory of one prepared split."""
@@ -228,7 +230,9 @@ def prepare_data(
     id and revision). Training splits larger than their cap (`max_train_examples`, or the task's
     own in `max_train_examples_per_task`) are subsampled, deterministically from `seed`. `registry` and
     `languages` default to the task registry's; `mirror` is where hub datasets are copied to.
-    `progress` is given one line per split it tokenizes.
+    `progress` is given one line per split it tokenizes. `tokenizer` names the model (its
+    folder or hub id): its config says whether pairs keep their segment ids and how long a
+    sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`).
     """
     from transformers import AutoTokenizer
 
@@ -248,7 +252,9 @@ def prepare_data(
             f"tokenizer {tokenizer} must be a fast tokenizer with a padding token "
             "(offsets and word ids are needed for span and tagging tasks)"
         )
-    tokenizer_id = _digest(type(tok).__name__, tok.backend_tokenizer.to_str())
+    traits = read_traits(tokenizer, tok)
+    check_length(tokenizer, traits, max_seq_length)
+    tokenizer_id = _digest(type(tok).__name__, tok.backend_tokenizer.to_str(), traits.segments)
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -280,7 +286,7 @@ def prepare_data(
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
-            tokenized = tokenize(task, dataset, tok, max_seq_length)
+            tokenized = tokenize(task, dataset, tok, max_seq_length, segments=traits.segments)
             _save_atomically(tokenized, target)
             if progress is not None:
                 progress(
@@ -298,11 +304,22 @@ def prepare_data(
         tokenizer=tokenizer,
         pad_token_id=int(tok.pad_token_id),
         max_seq_length=max_seq_length,
+        pooling=traits.pooling,
     )
 
 
+# The kinds whose inputs are pairs of segments: they keep token_type_ids for a model reading them.
+PAIR_KINDS = ("classification", "multiple_choice", "span")
+SEGMENTS = "token_type_ids"
+
+
 def tokenize(
-    task: Task, dataset: datasets.Dataset, tokenizer: Any, max_seq_length: int
+    task: Task,
+    dataset: datasets.Dataset,
+    tokenizer: Any,
+    max_seq_length: int,
+    *,
+    segments: bool = False,
 ) -> datasets.Dataset:
     """Tokenize a split with canonical columns into the model's inputs and labels for its kind.
 
@@ -312,7 +329,8 @@ def tokenize(
     ``start_positions`` and ``end_positions`` (0 when the window holds no answer) and, for
     evaluation, the ``example`` it came from, each token's character offsets in the context (-1
     outside it), the ``context`` and the gold ``answers``; retrieval: ``input_ids`` (the query)
-    and ``candidate_ids`` (its translation).
+    and ``candidate_ids`` (its translation). With `segments`, the pairs (classification,
+    multiple choice, span) also keep the tokenizer's ``token_type_ids``, shaped like ``input_ids``.
     """
     functions = {
         "classification": _tokenize_classification,
@@ -328,31 +346,44 @@ def tokenize(
         batched=True,
         with_indices=task.kind == "span",
         remove_columns=dataset.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_seq_length},
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_seq_length}
+        | ({"segments": segments} if task.kind in PAIR_KINDS else {}),
         load_from_cache_file=False,
         keep_in_memory=True,
         desc=f"tokenizing {task.key}",
     )
 
 
-def _tokenize_classification(batch: dict, tokenizer: Any, max_length: int) -> dict:
+def _tokenize_classification(batch: dict, tokenizer: Any, max_length: int, segments: bool) -> dict:
     pair = (batch["text_b"],) if "text_b" in batch else ()
-    encoded = tokenizer(batch["text_a"], *pair, truncation=True, max_length=max_length)
-    return {"input_ids": encoded["input_ids"], "labels": batch["label"]}
+    encoded = tokenizer(
+        batch["text_a"],
+        *pair,
+        truncation=True,
+        max_length=max_length,
+        return_token_type_ids=segments,
+    )
+    out = {"input_ids": encoded["input_ids"], "labels": batch["label"]}
+    return out | ({SEGMENTS: encoded[SEGMENTS]} if segments else {})
 
 
-def _tokenize_multiple_choice(batch: dict, tokenizer: Any, max_length: int) -> dict:
+def _tokenize_multiple_choice(batch: dict, tokenizer: Any, max_length: int, segments: bool) -> dict:
     contexts, choices, counts = [], [], []
     for context, options in zip(batch["context"], batch["choices"], strict=True):
         contexts += [context] * len(options)
         choices += list(options)
         counts.append(len(options))
-    encoded = tokenizer(contexts, choices, truncation=True, max_length=max_length)["input_ids"]
-    grouped, start = [], 0
-    for count in counts:
-        grouped.append(encoded[start : start + count])
-        start += count
-    return {"input_ids": grouped, "labels": batch["label"]}
+    encoded = tokenizer(
+        contexts, choices, truncation=True, max_length=max_length, return_token_type_ids=segments
+    )
+    out = {"labels": batch["label"]}
+    for column in ("input_ids", SEGMENTS) if segments else ("input_ids",):
+        grouped, start = [], 0
+        for count in counts:
+            grouped.append(encoded[column][start : start + count])
+            start += count
+        out[column] = grouped
+    return out
 
 
 def _tokenize_tagging(batch: dict, tokenizer: Any, max_length: int) -> dict:
@@ -389,7 +420,9 @@ def span_windows(max_length: int) -> tuple[int, int]:
     return max(1, max_length // 3), max(1, max_length // 6)
 
 
-def _tokenize_span(batch: dict, indices: list[int], tokenizer: Any, max_length: int) -> dict:
+def _tokenize_span(
+    batch: dict, indices: list[int], tokenizer: Any, max_length: int, segments: bool
+) -> dict:
     question_tokens, stride = span_windows(max_length)
     questions = tokenizer(
         batch["question"],
@@ -410,9 +443,11 @@ def _tokenize_span(batch: dict, indices: list[int], tokenizer: Any, max_length: 
         stride=stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
+        return_token_type_ids=segments,
     )
     out: dict[str, list] = {
         "input_ids": encoded["input_ids"],
+        **({SEGMENTS: encoded[SEGMENTS]} if segments else {}),
         "start_positions": [],
         "end_positions": [],
         "example": [],
@@ -445,7 +480,8 @@ def _tokenize_span(batch: dict, indices: list[int], tokenizer: Any, max_length: 
     return out
 
 
-# The columns a training step reads, per kind (span splits also carry evaluation-only columns).
+# The columns a training step reads, per kind (span splits also carry evaluation-only columns), and
+# SEGMENTS where a split has them.
 TRAIN_COLUMNS: dict[str, tuple[str, ...]] = {
     "classification": ("input_ids", "labels"),
     "multiple_choice": ("input_ids", "labels"),
@@ -458,8 +494,9 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
     """Pad a batch of tokenized rows (column -> one entry per example) to its longest sequence.
 
     Gives ``input_ids`` and ``attention_mask`` ([batch, tokens]; [batch, choices, tokens] for
-    multiple choice, with ``choice_mask`` when examples have different numbers of choices) and the
-    labels of the kind, as tensors; span batches keep their evaluation columns, when present, as
+    multiple choice, with ``choice_mask`` when examples have different numbers of choices), the
+    ``token_type_ids`` when the rows have them (padded with 0), and the labels of the kind, as
+    tensors; span batches keep their evaluation columns, when present, as
     lists; retrieval batches hold the candidates as ``candidate_ids`` and ``candidate_mask``.
     """
     if kind == "multiple_choice":
@@ -478,6 +515,13 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
             "attention_mask": mask.view(len(per_example), num_choices, -1),
             "labels": torch.as_tensor(np.asarray(rows["labels"], dtype=np.int64)),
         }
+        if SEGMENTS in rows:
+            types = [
+                seq
+                for choices in rows[SEGMENTS]
+                for seq in [*choices, *[np.array([0])] * (num_choices - len(choices))]
+            ]
+            batch[SEGMENTS] = _pad(types, 0)[0].view(len(per_example), num_choices, -1)
         if min(per_example) < num_choices:
             counts = torch.tensor(per_example)
             batch["choice_mask"] = torch.arange(num_choices)[None, :] < counts[:, None]
@@ -485,6 +529,8 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
 
     ids, mask = _pad(rows["input_ids"], pad_token_id)
     batch = {"input_ids": ids, "attention_mask": mask}
+    if SEGMENTS in rows:
+        batch[SEGMENTS] = _pad(rows[SEGMENTS], 0)[0]
     if kind == "classification":
         batch["labels"] = torch.as_tensor(np.asarray(rows["labels"], dtype=np.int64))
     elif kind == "tagging":
@@ -581,7 +627,8 @@ class BatchStream:
     ) -> None:
         if len(dataset) == 0:
             raise ValueError("cannot draw batches from an empty split")
-        self.rows = _ArrowRows(dataset, TRAIN_COLUMNS[kind])
+        segments = (SEGMENTS,) if SEGMENTS in dataset.column_names else ()
+        self.rows = _ArrowRows(dataset, TRAIN_COLUMNS[kind] + segments)
         self.size = len(dataset)
         self.kind, self.pad_token_id, self.seed = kind, pad_token_id, seed
         self.batch_size = min(batch_size, len(dataset))

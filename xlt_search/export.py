@@ -7,10 +7,11 @@
                        pretrained encoder), with the tokenizer of the search's model
     OUT/<target>/      per fine-tuned target: the fine-tuned encoder and the tokenizer, its head's
                        weights (head.safetensors) and what the head is (xlt_head.json: task, kind,
-                       num_labels)
+                       num_labels, pooling)
     OUT/export.json    the experiment, parent run, trial run, subset, hyperparameters and scores
 
-Each encoder folder loads with `transformers.AutoModel.from_pretrained`; `load_target_model`
+Each encoder folder loads with `transformers.AutoModel.from_pretrained` (the encoder of an
+mT5-like model with `AutoModelForTextEncoding`); `load_target_model`
 loads a target's folder back as a model `pipeline.evaluate` scores. A retrieval target (Tatoeba)
 has no folder of its own: it scores OUT/encoder.
 """
@@ -172,6 +173,7 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
+    from xlt_search.encoders import pooling
     from xlt_search.model import MultiTaskModel, load_encoder
     from xlt_search.pipeline import STATE_FILE, check_checkpoint
 
@@ -196,12 +198,18 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
     _save_pretrained(encoder, tokenizer, out / ENCODER_FOLDER)
     for target in config.fine_tuned_targets:
         task = registry[target.task]
-        model = MultiTaskModel(copy.deepcopy(encoder), {task.key: (task.kind, task.num_labels)})
+        heads = {task.key: (task.kind, task.num_labels)}
+        model = MultiTaskModel(copy.deepcopy(encoder), heads, pooling=pooling(tokenizer))
         model.load_state_dict(state["models"][task.key])
         folder = out / task.key
         _save_pretrained(model.encoder, tokenizer, folder)
         save_file(model.heads[task.key].state_dict(), folder / HEAD_FILE)
-        info = {"task": task.key, "kind": task.kind, "num_labels": task.num_labels}
+        info = {
+            "task": task.key,
+            "kind": task.kind,
+            "num_labels": task.num_labels,
+            "pooling": pooling(tokenizer),
+        }
         (folder / HEAD_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return config
 
@@ -217,7 +225,9 @@ def load_target_model(folder: Path | str, device: str = "cpu") -> MultiTaskModel
     folder = Path(folder)
     info = json.loads((folder / HEAD_INFO_FILE).read_text())
     model = MultiTaskModel(
-        load_encoder(str(folder), device), {info["task"]: (info["kind"], info["num_labels"])}
+        load_encoder(str(folder), device),
+        {info["task"]: (info["kind"], info["num_labels"])},
+        pooling=info.get("pooling", "first"),  # "first": exported before pooling was recorded
     )
     model.heads[info["task"]].load_state_dict(load_file(folder / HEAD_FILE))
     return model.to(device).eval()

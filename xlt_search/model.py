@@ -1,9 +1,11 @@
-"""The model: one shared encoder (any `AutoModel`: XLM-R, the tiny synthetic one), a head per task.
+"""The model: one shared encoder (XLM-R, mBERT, mDeBERTa, the encoder of mT5, the tiny synthetic
+one: see `encoders`), a head per task.
 
-Heads by task kind: classification pools the first token (dropout, linear); multiple choice scores
-each (context, choice) pair by its first token; tagging is a linear layer per token; span extraction
-predicts start and end logits per token. Retrieval has no head: sentences are compared by their
-mean-pooled embeddings.
+Heads by task kind: classification pools the sequence (dropout, linear); multiple choice scores each
+(context, choice) pair by its pooled sequence; tagging is a linear layer per token; span extraction
+predicts start and end logits per token. Pooling is the first token, or the mean over the real
+tokens for an encoder whose tokenizer has no classification token. Retrieval has no head: sentences
+are compared by their mean-pooled embeddings.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
+
+from xlt_search.encoders import encoder_class, uses_segments
 
 # Head output: (loss or None when the batch has no labels, logits).
 HeadOutput = tuple[torch.Tensor | None, Any]
@@ -24,45 +28,69 @@ HeadOutput = tuple[torch.Tensor | None, Any]
 def load_encoder(model: str, device: str | torch.device = "cpu") -> PreTrainedModel:
     """The pretrained encoder (a hub id or a local directory written by `save_pretrained`), on `device`.
 
-    On CPU the plain ("eager") attention is used: for the short sequences CPU runs train on it was
-    measured about 12% faster per step than PyTorch's fused SDPA kernel. Elsewhere the library's
-    default is kept.
+    The encoder alone: an encoder-decoder checkpoint (mT5) loads its encoder, the decoder's weights
+    left unread (`encoders.encoder_class`). On CPU the plain ("eager") attention is used: for the
+    short sequences CPU runs train on it was measured about 12% faster per step than PyTorch's fused
+    SDPA kernel. Elsewhere the library's default is kept.
     """
+    from transformers import AutoConfig
+
     device = torch.device(device)
     kwargs = {"attn_implementation": "eager"} if device.type == "cpu" else {}
-    return AutoModel.from_pretrained(model, **kwargs).to(device)
+    auto = encoder_class(AutoConfig.from_pretrained(model))
+    return auto.from_pretrained(model, **kwargs).to(device)
 
 
 def _dropout_probability(encoder: PreTrainedModel) -> float:
     config = encoder.config
-    return float(getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1)))
+    for name in ("hidden_dropout_prob", "dropout", "dropout_rate"):  # BERT, DistilBERT, T5
+        if isinstance(getattr(config, name, None), (int, float)):
+            return float(getattr(config, name))
+    return 0.1
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per sequence: its first token ("first") or the mean over its real tokens."""
+    if pooling == "first":
+        return hidden[:, 0]
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    raise ValueError(f"unknown pooling '{pooling}'; use first or mean")
 
 
 class ClassificationHead(nn.Module):
-    """First token -> dropout -> linear over the labels."""
+    """Pooled sequence -> dropout -> linear over the labels."""
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+    def __init__(
+        self, hidden_size: int, num_labels: int, dropout: float, pooling: str = "first"
+    ) -> None:
         super().__init__()
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, num_labels)
 
     def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
-        logits = self.out(self.dropout(hidden[:, 0]))
+        pooled = pool(hidden, batch["attention_mask"], self.pooling)
+        logits = self.out(self.dropout(pooled))
         labels = batch.get("labels")
         return (F.cross_entropy(logits, labels) if labels is not None else None), logits
 
 
 class MultipleChoiceHead(nn.Module):
-    """One score per (context, choice) pair from its first token; softmax over the choices."""
+    """One score per (context, choice) pair from its pooled sequence; softmax over the choices."""
 
-    def __init__(self, hidden_size: int, dropout: float) -> None:
+    def __init__(self, hidden_size: int, dropout: float, pooling: str = "first") -> None:
         super().__init__()
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, 1)
 
     def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
         num_examples, num_choices = batch["input_ids"].shape[:2]
-        logits = self.out(self.dropout(hidden[:, 0])).view(num_examples, num_choices)
+        mask = batch["attention_mask"].view(-1, batch["attention_mask"].shape[-1])
+        pooled = pool(hidden, mask, self.pooling)
+        logits = self.out(self.dropout(pooled)).view(num_examples, num_choices)
         if "choice_mask" in batch:
             logits = logits.masked_fill(~batch["choice_mask"], torch.finfo(logits.dtype).min)
         labels = batch.get("labels")
@@ -108,12 +136,15 @@ class SpanHead(nn.Module):
         return loss, (start_logits, end_logits)
 
 
-def make_head(kind: str, hidden_size: int, num_labels: int, dropout: float) -> nn.Module:
-    """A freshly initialized head for a task of `kind` (initialized from torch's global RNG)."""
+def make_head(
+    kind: str, hidden_size: int, num_labels: int, dropout: float, pooling: str = "first"
+) -> nn.Module:
+    """A freshly initialized head for a task of `kind` (initialized from torch's global RNG);
+    `pooling` is what classification and multiple choice heads pool (see `pool`)."""
     if kind == "classification":
-        return ClassificationHead(hidden_size, num_labels, dropout)
+        return ClassificationHead(hidden_size, num_labels, dropout, pooling)
     if kind == "multiple_choice":
-        return MultipleChoiceHead(hidden_size, dropout)
+        return MultipleChoiceHead(hidden_size, dropout, pooling)
     if kind == "tagging":
         return TaggingHead(hidden_size, num_labels, dropout)
     if kind == "span":
@@ -129,17 +160,20 @@ class MultiTaskModel(nn.Module):
         encoder: PreTrainedModel,
         heads: Mapping[str, tuple[str, int]],
         autocast_dtype: torch.dtype | None = None,
+        pooling: str = "first",
     ) -> None:
         """`heads` maps a head's name to (task kind, number of labels). With `autocast_dtype`
         (bf16) the encoder's forward pass runs under autocast; the weights, the heads, the
-        logits and the loss stay in fp32."""
+        logits and the loss stay in fp32. `pooling` is the encoder's (`encoders.pooling`).
+        Batches' ``token_type_ids`` reach the encoder only when it reads segment ids."""
         super().__init__()
         self.encoder = encoder
         self.autocast_dtype = autocast_dtype
+        self.segments = uses_segments(encoder)
         hidden_size, dropout = encoder.config.hidden_size, _dropout_probability(encoder)
         self.heads = nn.ModuleDict(
             {
-                name: make_head(kind, hidden_size, num_labels, dropout)
+                name: make_head(kind, hidden_size, num_labels, dropout, pooling)
                 for name, (kind, num_labels) in heads.items()
             }
         )
@@ -151,12 +185,15 @@ class MultiTaskModel(nn.Module):
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
+        # Multiple choice: every (context, choice) pair is one sequence for the encoder.
+        inputs = {
+            "input_ids": input_ids.view(-1, input_ids.shape[-1]),
+            "attention_mask": attention_mask.view(-1, attention_mask.shape[-1]),
+        }
+        if self.segments and "token_type_ids" in batch:
+            inputs["token_type_ids"] = batch["token_type_ids"].view(-1, input_ids.shape[-1])
         with autocast:
-            # Multiple choice: every (context, choice) pair is one sequence for the encoder.
-            hidden = self.encoder(
-                input_ids=input_ids.view(-1, input_ids.shape[-1]),
-                attention_mask=attention_mask.view(-1, attention_mask.shape[-1]),
-            ).last_hidden_state
+            hidden = self.encoder(**inputs).last_hidden_state
         return self.heads[head](hidden.float(), batch)
 
 
@@ -220,5 +257,4 @@ def mean_pooled(
 ) -> torch.Tensor:
     """Sentence embeddings: the encoder's last hidden states averaged over the real tokens."""
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return pool(hidden, attention_mask, "mean")

@@ -199,7 +199,10 @@ def intermediate_phase(
     device = encoder.device
     tasks = {key: data.task(key) for key in config.tasks}
     model = MultiTaskModel(
-        encoder, {key: (t.kind, t.num_labels) for key, t in tasks.items()}, config.autocast_dtype
+        encoder,
+        {key: (t.kind, t.num_labels) for key, t in tasks.items()},
+        config.autocast_dtype,
+        data.pooling,
     )
     model.to(device).train()  # from_pretrained gives a model in eval mode: dropout off
     streams = {
@@ -291,6 +294,7 @@ def probe(
             copy.deepcopy(encoder),
             {target.task: (task.kind, task.num_labels)},
             config.autocast_dtype,
+            data.pooling,
         )
         model.to(device).train()
         train = _TargetTraining(
@@ -347,7 +351,10 @@ def target_phase(
         # The last target takes the encoder itself: one copy fewer in memory.
         own_encoder = encoder if i == len(targets) - 1 else copy.deepcopy(encoder)
         models[target.task] = MultiTaskModel(
-            own_encoder, {target.task: (task.kind, task.num_labels)}, config.autocast_dtype
+            own_encoder,
+            {target.task: (task.kind, task.num_labels)},
+            config.autocast_dtype,
+            data.pooling,
         )
         models[target.task].to(device).train()
         optimizers[target.task], schedulers[target.task] = _optimizer(

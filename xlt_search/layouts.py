@@ -50,6 +50,8 @@ def read_files(task: Task, split: str, language: str) -> tuple[Task, datasets.Da
     try:
         raw = _READERS[layout.format](paths)
     except (ValueError, KeyError, TypeError, datasets.exceptions.DatasetGenerationError) as error:
+        if isinstance(error, datasets.exceptions.DatasetGenerationError) and error.__cause__:
+            error = error.__cause__  # what went wrong in the files, not "an error occurred"
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{_wrong(task, paths[0])} ({detail}); {_expected(task)}") from None
     wanted = {

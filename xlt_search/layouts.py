@@ -110,7 +110,8 @@ def files_id(task: Task, split: str, language: str) -> str:
 def mirror_error(task: Task, source: DataSource, copy: str, detail: str) -> str:
     """One line for a mirror folder that `datasets` cannot read as the hub repository: when it
     holds the task's files as their authors ship them, how to read it with `files`."""
-    download = f"`hf download {source.path} --repo-type dataset --local-dir {copy}`"
+    revision = f" --revision {source.revision}" if source.revision else ""
+    download = f"`hf download {source.path} --repo-type dataset{revision} --local-dir {copy}`"
     layout = task.layout
     if layout is not None and any(
         glob.glob(str(Path(copy) / _fill(pattern, layout.code(lang))))

@@ -133,6 +133,10 @@ def test_tasks_shows_one_declaration_and_a_specs_own_tasks(tmp_path: Path) -> No
     assert result.returncode == 0
     assert "trains on   social_iqa then copa" in result.stdout
     assert "cambridgeltl/xcopa, config {lang}" in result.stdout
+    assert (
+        "authors     github.com/cambridgeltl/xcopa, jsonl: validation=data/{lang}/val."
+        in result.stdout
+    )
     my_sst = {
         "kind": "classification",
         "metric": "accuracy",

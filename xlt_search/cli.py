@@ -229,6 +229,11 @@ def describe_task(task: Task) -> str:
             ]
     if not task.sources:
         lines.append("  source      none registered: point the task at your files")
+    if task.layout is not None:
+        shipped = ", ".join(f"{split}={path}" for split, path in task.layout.files.items())
+        lines.append(f"  authors     {task.layout.home}, {task.layout.format}: {shipped}")
+    if task.files is not None:
+        lines.append(f"  files       {task.files} (read in place of the sources)")
     columns = ", ".join(
         f"{field} <- {'+'.join(ref) if isinstance(ref, tuple) else ref}"
         for field, ref in task.columns.items()

@@ -112,6 +112,10 @@ def load_task_split(
     Data that cannot be reached raises `DataUnavailable`, one line naming the fix.
     """
     task = _as_task(task)
+    if task.files is not None:  # the authors' own files, as the task's layout declares them
+        from xlt_search.layouts import read_files
+
+        return _canonical_columns(*read_files(task, split, language))
     if not task.sources:
         raise DataUnavailable(f"task {task.key} has no data source. {task.note}".strip())
     parts = [
@@ -156,6 +160,10 @@ def _load_source(
         ) from None
     except ValueError as error:  # an unknown config or split
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if path != source.path:  # a mirror folder not laid out as the hub repository
+            from xlt_search.layouts import mirror_error
+
+            raise DataError(mirror_error(task, source, path, detail)) from None
         raise DataError(f"task {task.key}: loading {source.path} ({name}): {detail}") from None
     if source.language_column is not None:
         raw = raw.filter(lambda value: value.startswith(code), input_columns=source.language_column)
@@ -829,6 +837,10 @@ def _canonical_batch(
 def _source_id(task: Task, split: str, language: str, mirror: str | Path | None) -> list[str]:
     """The identity of a split's data: local files by content (wherever they live), a mirrored
     hub dataset by its files' names, sizes and times, hub data by id and revision."""
+    if task.files is not None:
+        from xlt_search.layouts import files_id
+
+        return [files_id(task, split, language)]
     ids = []
     for source in task.sources:
         if split not in source.splits:

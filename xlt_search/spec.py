@@ -25,6 +25,7 @@ SAMPLERS = ("stratified", "random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo")
 DOMAIN_KINDS = ("choice", "uniform", "loguniform", "randint")
 TASK_SAMPLERS = ("proportional", "temperature", "uniform")
+SPLITS = ("train", "validation", "test")
 
 # The trial's tunable fields (pipeline.TrialConfig), with the type a value must have.
 HYPERPARAMETERS: dict[str, type] = {
@@ -534,6 +535,18 @@ def _check_task(task: Task, registry: dict[str, Task], languages: dict[str, Lang
         )
     if task.kind in ("classification", "tagging") and task.num_labels < 2:
         raise SpecError(f"{where}.num_labels: a {task.kind} task needs at least 2 labels")
+    if task.files is not None and task.layout is None:
+        raise SpecError(
+            f"{where}.files: {task.key} declares no layout of its authors' files; read your files "
+            "through sources instead (path: json, data_files: ...)"
+        )
+    if isinstance(task.files, collections.abc.Mapping):
+        for split in task.files:
+            if split not in ("train", "validation", "test"):
+                raise SpecError(
+                    f"{where}.files: unknown split '{split}'{did_you_mean(split, SPLITS)}; "
+                    f"files maps {', '.join(SPLITS)} to paths"
+                )
     for code in task.languages:
         get_language(code, languages)
     for key in task.train_tasks:

@@ -84,6 +84,36 @@ class DataSource:
         return self.data_files is None and "/" in self.path and not self.path.startswith((".", "/"))
 
 
+FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json"]
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json")
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How a dataset's authors ship its files outside the hub (read by `xlt_search.layouts`).
+
+    `files` maps our split names to each split's file in their release, relative to its root, with
+    ``{lang}`` (spelt as `language_codes` maps it) and glob patterns (``*/{lang}_*-ud-dev.conllu``
+    reads every UD treebank of a language). `format`: ``jsonl`` (one JSON object a line), ``tsv``
+    (a header line, no quoting), ``conllu`` (one row per sentence: ``tokens``, ``upos``), or
+    ``squad_json`` (SQuAD's nested JSON, one row per question: ``id``, ``title``, ``context``,
+    ``question``, ``answers``). `columns` maps the kind's fields to the columns so read.
+    `language_column`: files that mix languages keep the rows whose column starts with the
+    language's spelling. `home`: where the authors publish the files.
+    """
+
+    format: FileFormat
+    files: Mapping[str, str]
+    columns: Mapping[str, ColumnRef]
+    home: str
+    language_codes: Mapping[str, str] = field(default_factory=dict)
+    language_column: str | None = None
+
+    def code(self, language: str) -> str:
+        """How the files spell `language` (our ISO code unless `language_codes` says otherwise)."""
+        return self.language_codes.get(language, language)
+
+
 @dataclass(frozen=True)
 class Task:
     """One task: an intermediate task, a target task, or both.
@@ -95,7 +125,9 @@ class Task:
     English train split; a retrieval target trains on nothing. `labels` names the classes (tags)
     in index order, and maps string labels in the data to their index. `unanswerable`: a span
     task whose questions may have no answer in the context (SQuAD v2.0), so "no answer" can be
-    predicted. `note`: how to get the data where the hub has no ready copy.
+    predicted. `note`: how to get the data where the hub has no ready copy. `layout`: the files
+    as the dataset's authors ship them; setting `files` (a spec does: the folder they were
+    unpacked or cloned into, or a path template per split) reads those in place of `sources`.
     """
 
     key: str
@@ -110,6 +142,8 @@ class Task:
     unanswerable: bool = False
     description: str = ""
     note: str = ""
+    layout: FileLayout | None = None
+    files: str | Mapping[str, str] | None = None
 
     def column(self, canonical: str) -> ColumnRef | None:
         """The source column(s) for a canonical field, or None when the task lacks that field."""
@@ -117,5 +151,7 @@ class Task:
 
     @property
     def origin(self) -> str:
-        """Where the data comes from, for listings: the hub ids, or the local builder."""
+        """Where the data comes from, for listings: the hub ids, the local builder, or the files."""
+        if self.files is not None:
+            return "files"
         return "+".join(dict.fromkeys(source.path for source in self.sources))

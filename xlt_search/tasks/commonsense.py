@@ -3,7 +3,7 @@ COPA (XCOPA's English training, in that order), XCOPA (target)."""
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _COPA_COLUMNS = {
     "context": ("premise", "question"),
@@ -108,5 +108,11 @@ TASKS: tuple[Task, ...] = (
         languages=("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh"),
         train_tasks=("social_iqa", "copa"),
         description="cross-lingual COPA, 11 languages; trains on SocialIQA, then COPA",
+        layout=FileLayout(
+            "jsonl",
+            {"validation": "data/{lang}/val.{lang}.jsonl", "test": "data/{lang}/test.{lang}.jsonl"},
+            _COPA_COLUMNS,
+            home="github.com/cambridgeltl/xcopa",
+        ),
     ),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 _NLI_COLUMNS = {"text_a": "premise", "text_b": "hypothesis", "label": "label"}
@@ -69,5 +69,13 @@ TASKS: tuple[Task, ...] = (
         train_tasks=("mnli",),
         labels=NLI_LABELS,
         description="cross-lingual NLI, 15 languages; trains on English MNLI",
+        # XNLI-1.0.zip: one TSV per split for all languages, a `language` column
+        layout=FileLayout(
+            "tsv",
+            {"validation": "xnli.dev.tsv", "test": "xnli.test.tsv"},
+            {"text_a": "sentence1", "text_b": "sentence2", "label": "gold_label"},
+            home="github.com/facebookresearch/XNLI (dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip)",
+            language_column="language",
+        ),
     ),
 )

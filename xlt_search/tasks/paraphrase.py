@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _PAWS_COLUMNS = {"text_a": "sentence1", "text_b": "sentence2", "label": "label"}
 
@@ -42,5 +42,11 @@ TASKS: tuple[Task, ...] = (
         train_tasks=("paws",),
         labels=("0", "1"),
         description="cross-lingual PAWS, 7 languages; trains on English PAWS",
+        layout=FileLayout(
+            "tsv",
+            {"validation": "x-final/{lang}/dev_2k.tsv", "test": "x-final/{lang}/test_2k.tsv"},
+            _PAWS_COLUMNS,
+            home="github.com/google-research-datasets/paws (storage.googleapis.com/paws/pawsx)",
+        ),
     ),
 )

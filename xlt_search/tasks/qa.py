@@ -3,7 +3,7 @@ TyDiQA-GoldP (targets; XQuAD and MLQA train on SQuAD v1.1, TyDiQA on its own Eng
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _SQUAD_COLUMNS = {"context": "context", "question": "question", "answers": "answers"}
 _TRAIN_DEV = {"train": "train", "validation": "validation"}
@@ -30,6 +30,12 @@ TASKS: tuple[Task, ...] = (
         num_labels=0,
         metric="f1",
         description="SQuAD v1.1",
+        layout=FileLayout(
+            "squad_json",
+            {"train": "train-v1.1.json", "validation": "dev-v1.1.json"},
+            _SQUAD_COLUMNS,
+            home="rajpurkar.github.io/SQuAD-explorer",
+        ),
     ),
     Task(
         key="squad_v2",
@@ -51,6 +57,12 @@ TASKS: tuple[Task, ...] = (
         languages=("en", "ar", "de", "el", "es", "hi", "ru", "th", "tr", "vi", "zh"),
         train_tasks=("squad",),
         description="cross-lingual SQuAD, 11 languages (one split: it is the dev set here)",
+        layout=FileLayout(
+            "squad_json",
+            {"validation": "xquad.{lang}.json"},
+            _SQUAD_COLUMNS,
+            home="github.com/google-deepmind/xquad",
+        ),
     ),
     Task(
         key="mlqa",
@@ -86,5 +98,14 @@ TASKS: tuple[Task, ...] = (
         metric="f1",
         languages=tuple(_TYDIQA_LANGUAGES),
         description="TyDiQA-GoldP, 9 languages; trains on its English training data",
+        # one file per split for all languages; the dev .tgz's per-language files read the same
+        layout=FileLayout(
+            "squad_json",
+            {"train": "tydiqa-goldp-v1.1-train.json", "validation": "tydiqa-goldp-v1.1-dev.json"},
+            _SQUAD_COLUMNS,
+            home="github.com/google-research-datasets/tydiqa (storage.googleapis.com/tydiqa/v1.1)",
+            language_codes=_TYDIQA_LANGUAGES,
+            language_column="id",
+        ),
     ),
 )

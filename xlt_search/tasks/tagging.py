@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 UPOS_TAGS = (
     "ADJ",
@@ -126,6 +126,18 @@ TASKS: tuple[Task, ...] = (
         languages=tuple(_UDPOS_LANGUAGES),
         labels=UPOS_TAGS,
         description="Universal Dependencies part-of-speech tags (XTREME's treebanks)",
+        # a UD release (or clones of treebank repositories side by side): UD_<Name>-<TB>/ folders
+        # whose files start with the language's code; every treebank of the language is read
+        layout=FileLayout(
+            "conllu",
+            {
+                "train": "*/{lang}_*-ud-train.conllu",
+                "validation": "*/{lang}_*-ud-dev.conllu",
+                "test": "*/{lang}_*-ud-test.conllu",
+            },
+            {"tokens": "tokens", "tags": "upos"},
+            home="universaldependencies.org (github.com/UniversalDependencies/UD_*)",
+        ),
     ),
     Task(
         key="panx",

@@ -1,0 +1,258 @@
+"""Datasets as their authors ship them: reading a task's `FileLayout` from files on disk.
+
+A task whose spec sets `files` is read from those files instead of its hub sources: `files` is the
+folder the authors' release was cloned or unpacked into (the layout's relative paths are looked up
+under it), or one path template per split. JSON lines and TSV go through `datasets`' packaged
+builders; CoNLL-U and SQuAD's nested JSON, which `datasets` has no builder for, are converted to
+flat rows with `Dataset.from_generator` and a batched `map` over the json builder's articles.
+Anything that does not fit the layout fails with one line naming the layout and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import datasets
+
+from xlt_search.data import DataError, DataUnavailable, _content_digest, _digest, _fill
+from xlt_search.tasks.base import DataSource, FileLayout, Task
+
+_CONLLU_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "tokens": datasets.List(datasets.Value("string")),
+        "upos": datasets.List(datasets.Value("string")),
+    }
+)
+_SQUAD_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "context": datasets.Value("string"),
+        "question": datasets.Value("string"),
+        "answers": {
+            "text": datasets.List(datasets.Value("string")),
+            "answer_start": datasets.List(datasets.Value("int32")),
+        },
+    }
+)
+
+
+def read_files(task: Task, split: str, language: str) -> tuple[Task, datasets.Dataset]:
+    """One split of `task` read from its `files` as its `layout` says, and the task with the
+    layout's columns (what `_canonical_columns` then maps to the kind's fields)."""
+    layout = _layout(task)
+    paths = resolve_files(task, split, language)
+    try:
+        raw = _READERS[layout.format](paths)
+    except (ValueError, KeyError, TypeError, datasets.exceptions.DatasetGenerationError) as error:
+        if isinstance(error, datasets.exceptions.DatasetGenerationError) and error.__cause__:
+            error = error.__cause__  # what went wrong in the files, not "an error occurred"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{_wrong(task, paths[0])} ({detail}); {_expected(task)}") from None
+    wanted = {
+        column.split(".")[0]
+        for ref in layout.columns.values()
+        for column in ((ref,) if isinstance(ref, str) else ref)
+    }
+    if layout.language_column is not None:
+        wanted.add(layout.language_column)
+    missing = sorted(wanted - set(raw.column_names))
+    if missing:
+        raise DataError(
+            f"{_wrong(task, paths[0])}: it has no column {', '.join(missing)} (its columns: "
+            f"{', '.join(raw.column_names)}); {_expected(task)}"
+        )
+    if layout.language_column is not None:
+        code = layout.code(language)
+        raw = raw.filter(lambda value: value.startswith(code), input_columns=layout.language_column)
+    return dataclasses.replace(task, columns=layout.columns), raw
+
+
+def resolve_files(task: Task, split: str, language: str) -> list[str]:
+    """The files that hold one split in one language (a glob may match several, read in order)."""
+    layout = _layout(task)
+    code = layout.code(language)
+    if isinstance(task.files, str):
+        if split not in layout.files:
+            raise DataError(
+                f"task {task.key}: its authors ship no '{split}' split; they ship "
+                f"{', '.join(layout.files)}"
+            )
+        pattern = str(Path(task.files).expanduser() / _fill(layout.files[split], code))
+    else:
+        files = task.files or {}
+        if split not in files:
+            raise DataError(
+                f"task {task.key}: tasks.{task.key}.files names no file for its '{split}' split; "
+                f"add {split}: PATH ({_expected(task)})"
+            )
+        pattern = str(Path(_fill(files[split], code)).expanduser())
+    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    if not paths or not Path(paths[0]).is_file():
+        raise DataUnavailable(
+            f"task {task.key}: no file {pattern} for its '{split}' split in {language}; "
+            f"{_expected(task)}"
+        )
+    return paths
+
+
+def files_id(task: Task, split: str, language: str) -> str:
+    """The identity of a split read from files: the layout and the files' contents."""
+    paths = [Path(path) for path in resolve_files(task, split, language)]
+    return _digest(repr(task.layout), _content_digest(paths))
+
+
+def mirror_error(task: Task, source: DataSource, copy: str, detail: str) -> str:
+    """One line for a mirror folder that `datasets` cannot read as the hub repository: when it
+    holds the task's files as their authors ship them, how to read it with `files`."""
+    revision = f" --revision {source.revision}" if source.revision else ""
+    download = f"`hf download {source.path} --repo-type dataset{revision} --local-dir {copy}`"
+    layout = task.layout
+    if layout is not None and any(
+        glob.glob(str(Path(copy) / _fill(pattern, layout.code(lang))))
+        for pattern in layout.files.values()
+        for lang in task.languages
+    ):
+        shipped = ", ".join(layout.files.values())
+        return (
+            f"task {task.key}: the mirror's copy {copy} is laid out as the dataset's authors ship "
+            f"it ({layout.home}: {shipped}), not as the hub repository {source.path} ({detail}); "
+            f"read it with `tasks: {{{task.key}: {{files: {copy}}}}}` in the spec, or replace it "
+            f"with {download}"
+        )
+    return (
+        f"task {task.key}: the mirror's copy {copy} is not laid out as the hub repository "
+        f"{source.path} ({detail}); copy it again with {download}"
+    )
+
+
+def _layout(task: Task) -> FileLayout:
+    if task.layout is None:
+        raise DataError(
+            f"task {task.key} declares no layout of its authors' files, so `files` cannot be read; "
+            "point its sources at the files instead (path: json, data_files: ...)"
+        )
+    return task.layout
+
+
+def _wrong(task: Task, path: str) -> str:
+    return f"task {task.key}: {path} is not in the layout its authors ship"
+
+
+def _expected(task: Task) -> str:
+    """The layout a task's files must have, and how to point the spec at them."""
+    layout = _layout(task)
+    shipped = ", ".join(f"{split}: {path}" for split, path in layout.files.items())
+    return (
+        f"{layout.home} ships {layout.format} files laid out as {shipped}; set "
+        f"tasks.{task.key}.files to the folder that holds them, or to a path per split with "
+        "{lang} for the language"
+    )
+
+
+def _read_jsonl(paths: Sequence[str]) -> datasets.Dataset:
+    return datasets.load_dataset("json", data_files=list(paths), split="train")
+
+
+def _read_tsv(paths: Sequence[str]) -> datasets.Dataset:
+    # The authors' TSVs quote nothing: a '"' is part of the sentence. keep_default_na keeps the
+    # words "NA" and "null" as text.
+    return datasets.load_dataset(
+        "csv",
+        data_files=list(paths),
+        split="train",
+        sep="\t",
+        quoting=csv.QUOTE_NONE,
+        keep_default_na=False,
+    )
+
+
+def _read_conllu(paths: Sequence[str]) -> datasets.Dataset:
+    files = [Path(path) for path in paths]
+    return datasets.Dataset.from_generator(
+        _conllu_sentences,
+        features=_CONLLU_FEATURES,
+        gen_kwargs={"paths": [str(path) for path in files]},
+        fingerprint=_digest("conllu", _content_digest(files)),
+    )
+
+
+def _conllu_sentences(paths: Sequence[str]) -> Iterator[dict]:
+    """One row per sentence: its words (FORM, column 2) and their UPOS tags (column 4).
+
+    Comment lines, multiword token ranges (``1-2``, whose words follow as their own lines) and
+    empty nodes (``1.1``, not part of the surface sentence) are skipped.
+    """
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            sent_id, tokens, tags = "", [], []
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip("\n")
+                if not line:
+                    if tokens:
+                        yield {"id": sent_id, "tokens": tokens, "upos": tags}
+                    sent_id, tokens, tags = "", [], []
+                elif line.startswith("#"):
+                    if line.startswith("# sent_id = "):
+                        sent_id = line[len("# sent_id = ") :]
+                else:
+                    fields = line.split("\t")
+                    if len(fields) != 10:
+                        raise ValueError(
+                            f"line {number} has {len(fields)} tab-separated fields, CoNLL-U has 10"
+                        )
+                    if "-" in fields[0] or "." in fields[0]:
+                        continue
+                    tokens.append(fields[1])
+                    tags.append(fields[3])
+            if tokens:
+                yield {"id": sent_id, "tokens": tokens, "upos": tags}
+
+
+def _read_squad_json(paths: Sequence[str]) -> datasets.Dataset:
+    articles = datasets.load_dataset("json", data_files=list(paths), field="data", split="train")
+    if "paragraphs" not in articles.column_names:
+        raise ValueError(f"its articles have {', '.join(articles.column_names)}, not paragraphs")
+    return articles.map(
+        _squad_questions,
+        batched=True,
+        remove_columns=articles.column_names,
+        features=_SQUAD_FEATURES,
+        desc="reading SQuAD-format JSON",
+    )
+
+
+def _squad_questions(batch: dict[str, list]) -> dict[str, list]:
+    """Articles -> one row per question, with its paragraph as the context."""
+    rows: dict[str, list] = {name: [] for name in _SQUAD_FEATURES}
+    titles = batch.get("title") or [""] * len(batch["paragraphs"])
+    for title, paragraphs in zip(titles, batch["paragraphs"], strict=True):
+        for paragraph in paragraphs:
+            for qa in paragraph["qas"]:
+                answers = qa.get("answers") or []
+                rows["id"].append(str(qa["id"]))
+                rows["title"].append(title or "")
+                rows["context"].append(paragraph["context"])
+                rows["question"].append(qa["question"])
+                rows["answers"].append(
+                    {
+                        "text": [answer["text"] for answer in answers],
+                        "answer_start": [int(answer["answer_start"]) for answer in answers],
+                    }
+                )
+    return rows
+
+
+_READERS = {
+    "jsonl": _read_jsonl,
+    "tsv": _read_tsv,
+    "conllu": _read_conllu,
+    "squad_json": _read_squad_json,
+}
+
+__all__ = ["files_id", "mirror_error", "read_files", "resolve_files"]

@@ -131,3 +131,12 @@ def test_peer_hf_trainer(tmp_path: Path) -> None:
     assert ours[5] == peer[5] == "2", output  # trials: one subset of each size
     assert 0 < number(ours[-2]) <= 1 and 0 < number(peer[-2]) <= 1, output  # mean scores
     assert "ours/peer wall time: whole search" in output
+
+
+def test_pretrained_encoder(tmp_path: Path) -> None:
+    output = run_benchmark(
+        "pretrained_encoder.py", tmp_path, "--intermediate-steps", "10", "--target-steps", "30"
+    )
+    baseline = table_row(output, "baseline")
+    assert number(baseline[1]) > number(baseline[3].split("/")[0])  # English above chance
+    assert "learning check: the target was learned" in output

@@ -1,5 +1,5 @@
-"""The `xlt-search` command: run or resume a search, report on it, export a trial's models, sync
-its logs, list the tasks.
+"""The `xlt-search` command: prepare, run or resume a search, report on it, export a trial's
+models, sync its logs, list the tasks.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 """
@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", type=Path, help="a YAML spec, e.g. search_spaces/quickstart.yaml")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     run.set_defaults(command=_run)
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="check and tokenize every split a spec needs, print the tokenizer's coverage; "
+        "starts no Ray",
+    )
+    prepare.add_argument("spec", type=Path, help="a YAML spec")
+    prepare.set_defaults(command=_prepare)
 
     resume = commands.add_parser(
         "resume", help="continue an interrupted search from its checkpoints and MLflow runs"
@@ -103,16 +111,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from xlt_search.preflight import check_model
     from xlt_search.search import describe_plan, make_plan
     from xlt_search.spec import load_spec
 
     spec = load_spec(args.spec)
+    check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
     print(describe_plan(make_plan(spec)))
     if args.dry_run:
         return 0
     from xlt_search.search import run_search
 
     run_search(spec, args.spec.read_text())
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from xlt_search.search import prepare_search
+    from xlt_search.spec import load_spec
+
+    spec = load_spec(args.spec)
+    _, data, measured = prepare_search(spec)
+    print(
+        f"{len(measured)} splits ready in {data.root}; nothing was started: "
+        f"`xlt-search run {args.spec}` searches"
+    )
     return 0
 
 

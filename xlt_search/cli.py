@@ -1,5 +1,5 @@
 """The `xlt-search` command: prepare, run or resume a search, report on it, export a trial's
-models, sync its logs, list the tasks.
+models, sync its logs, list the tasks, build an encoder over a spec's own words.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 """
@@ -107,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument("task", nargs="?", help="show this task's whole declaration")
     tasks.add_argument("--spec", type=Path, help="include the tasks a spec adds or changes")
     tasks.set_defaults(command=_tasks)
+
+    encoder = commands.add_parser(
+        "encoder",
+        help="build a tiny encoder and word-level tokenizer over the words of a spec's tasks",
+    )
+    encoder.add_argument("spec", type=Path, help="the spec whose tasks' data gives the words")
+    encoder.add_argument("out", type=Path, help="the folder to write (new or empty)")
+    encoder.add_argument("--hidden-size", type=int, default=64, help="default: 64 (even)")
+    encoder.add_argument("--intermediate-size", type=int, default=128, help="default: 128")
+    encoder.set_defaults(command=_encoder)
     return parser
 
 
@@ -135,6 +145,26 @@ def _prepare(args: argparse.Namespace) -> int:
     print(
         f"{len(measured)} splits ready in {data.root}; nothing was started: "
         f"`xlt-search run {args.spec}` searches"
+    )
+    return 0
+
+
+def _encoder(args: argparse.Namespace) -> int:
+    from xlt_search.own_encoder import build_encoder
+    from xlt_search.spec import load_spec
+
+    spec = load_spec(args.spec)
+    built = build_encoder(
+        spec,
+        args.out,
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        progress=lambda line: print(f"  {line}", flush=True),
+    )
+    print(
+        f"wrote a tokenizer of {built.words} words (from {built.splits} splits) and an encoder "
+        f"of hidden size {args.hidden_size} to {built.folder}; set model: {built.folder} in a "
+        "spec to search with it"
     )
     return 0
 

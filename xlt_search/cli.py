@@ -1,5 +1,5 @@
-"""The `xlt-search` command: run or resume a search, report on it, export a trial's models, sync
-its logs, list the tasks.
+"""The `xlt-search` command: prepare, run or resume a search, report on it, export a trial's
+models, sync its logs, list the tasks, build an encoder over a spec's own words.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 A search stopped by Ctrl-C (SIGINT) or SIGTERM ends with one line that says how to continue it,
@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     run.set_defaults(command=_run)
 
+    prepare = commands.add_parser(
+        "prepare",
+        help="check and tokenize every split a spec needs, print the tokenizer's coverage; "
+        "starts no Ray",
+    )
+    prepare.add_argument("spec", type=Path, help="a YAML spec")
+    prepare.set_defaults(command=_prepare)
+
     resume = commands.add_parser(
         "resume", help="continue an interrupted search from its checkpoints and MLflow runs"
     )
@@ -105,14 +113,26 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument("task", nargs="?", help="show this task's whole declaration")
     tasks.add_argument("--spec", type=Path, help="include the tasks a spec adds or changes")
     tasks.set_defaults(command=_tasks)
+
+    encoder = commands.add_parser(
+        "encoder",
+        help="build a tiny encoder and word-level tokenizer over the words of a spec's tasks",
+    )
+    encoder.add_argument("spec", type=Path, help="the spec whose tasks' data gives the words")
+    encoder.add_argument("out", type=Path, help="the folder to write (new or empty)")
+    encoder.add_argument("--hidden-size", type=int, default=64, help="default: 64 (even)")
+    encoder.add_argument("--intermediate-size", type=int, default=128, help="default: 128")
+    encoder.set_defaults(command=_encoder)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    from xlt_search.preflight import check_model
     from xlt_search.search import describe_plan, make_plan
     from xlt_search.spec import load_spec
 
     spec = load_spec(args.spec)
+    check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
     print(describe_plan(make_plan(spec)))
     if args.dry_run:
         return 0
@@ -123,6 +143,39 @@ def _run(args: argparse.Namespace) -> int:
     found_in = ("--tracking-uri", uri) if uri else ()
     with stop_on_signals(spec.experiment, *found_in):
         run_search(spec, args.spec.read_text())
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from xlt_search.search import prepare_search
+    from xlt_search.spec import load_spec
+
+    spec = load_spec(args.spec)
+    _, data, measured = prepare_search(spec)
+    print(
+        f"{len(measured)} splits ready in {data.root}; nothing was started: "
+        f"`xlt-search run {args.spec}` searches"
+    )
+    return 0
+
+
+def _encoder(args: argparse.Namespace) -> int:
+    from xlt_search.own_encoder import build_encoder
+    from xlt_search.spec import load_spec
+
+    spec = load_spec(args.spec)
+    built = build_encoder(
+        spec,
+        args.out,
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        progress=lambda line: print(f"  {line}", flush=True),
+    )
+    print(
+        f"wrote a tokenizer of {built.words} words (from {built.splits} splits) and an encoder "
+        f"of hidden size {args.hidden_size} to {built.folder}; set model: {built.folder} in a "
+        "spec to search with it"
+    )
     return 0
 
 

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from datasets.exceptions import DatasetNotFoundError
 
+from xlt_search import coverage, preflight
 from xlt_search.encoders import check_length, read_traits
 from xlt_search.errors import UserError
 from xlt_search.tasks.base import (
@@ -39,7 +41,9 @@ from xlt_search.tasks.base import (
 )
 
 # Bump when the tokenization below changes, so caches made by older code are not reused.
-FORMAT_VERSION = 3  # 3: pairs keep their token_type_ids for an encoder that reads segment ids
+# 4: pairs keep their token_type_ids for an encoder that reads segment ids, and each split's
+# folder holds its tokenizer coverage (`coverage.FILE`).
+FORMAT_VERSION = 4
 
 
 class DataError(UserError):
@@ -240,7 +244,9 @@ def prepare_data(
     `languages` default to the task registry's; `mirror` is where hub datasets are copied to.
     `progress` is given one line per split it tokenizes. `tokenizer` names the model (its
     folder or hub id): its config says whether pairs keep their segment ids and how long a
-    sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`).
+    sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`). Each
+    split's labels are checked against its task's (`preflight.check_labels`), and how well the
+    tokenizer reads it is measured and saved in its folder (`coverage`).
     """
     from transformers import AutoTokenizer
 
@@ -256,7 +262,7 @@ def prepare_data(
             "copy DIR here and set model: DIR in the spec"
         ) from None
     if not tok.is_fast or tok.pad_token_id is None:
-        raise ValueError(
+        raise UserError(
             f"tokenizer {tokenizer} must be a fast tokenizer with a padding token "
             "(offsets and word ids are needed for span and tagging tasks)"
         )
@@ -283,6 +289,7 @@ def prepare_data(
             repr(task.sources),
             sorted(task.columns.items()),
             task.labels,
+            task.num_labels,
             request.split,
             request.language,
             _source_id(task, request.split, request.language, mirror),
@@ -291,11 +298,13 @@ def prepare_data(
         if not (target / "dataset_info.json").exists():
             started = time.perf_counter()
             dataset = load_task_split(task, request.split, request.language, mirror=mirror)
+            preflight.check_labels(task, dataset, request.key)
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
             tokenized = tokenize(task, dataset, tok, max_seq_length, segments=traits.segments)
-            _save_atomically(tokenized, target)
+            measured = coverage.measure(task, dataset, tokenized, tok, max_seq_length)
+            _save_atomically(tokenized, target, partial(coverage.save, coverage=measured))
             if progress is not None:
                 progress(
                     f"[{number}/{len(unique)}] tokenized {request.key}: {len(tokenized)} "
@@ -878,11 +887,16 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
-def _save_atomically(dataset: datasets.Dataset, target: Path) -> None:
-    """Write beside `target`, then rename it into place: readers never see half a split."""
+def _save_atomically(
+    dataset: datasets.Dataset, target: Path, add: Callable[[Path], None] | None = None
+) -> None:
+    """Write beside `target` (and `add` to the folder), then rename it into place: readers never
+    see half a split."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         dataset.save_to_disk(str(scratch / "split"))
+        if add is not None:
+            add(scratch / "split")
         try:
             os.rename(scratch / "split", target)
         except OSError:

@@ -25,6 +25,7 @@ from xlt_search.errors import TrialDiverged, UserError
 from xlt_search.spec import Domain, SearchSpec
 
 if TYPE_CHECKING:
+    from xlt_search.coverage import SplitCoverage
     from xlt_search.data import PreparedData
     from xlt_search.tracking import SearchLogger
 
@@ -138,19 +139,18 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
 
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
     """
-    from xlt_search import tracking
+    from xlt_search import coverage, tracking
 
-    tracking.check_tracking_uri(spec.tracking_uri)
     plan = make_plan(spec)
+    model, data, measured = prepare_search(spec)  # the tracking URI is its first check
+    levels = chance.chance_levels(data, {t.task: t.languages for t in _target_configs(spec)})
     ray = _start_ray()
     _check_resources(spec, ray.cluster_resources())
     _check_cluster(spec, ray)
-    _check_storage(spec)
-    model, data = _prepare(spec)
-    levels = chance.chance_levels(data, {t.task: t.languages for t in _target_configs(spec)})
 
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    logger = tracking.SearchLogger(spec.tracking_uri, journal_dir=_results_dir(spec, run_name))
+    results_dir = _results_dir(spec, run_name)
+    logger = tracking.SearchLogger(spec.tracking_uri, journal_dir=results_dir)
     logger.start(
         spec.experiment,
         run_name,
@@ -159,8 +159,12 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
             "xlt.sampler": spec.subsets.sampler,
             tracking.EXPERIMENT_PATH_TAG: _experiment_path(spec, run_name),
             chance.TAG: chance.to_tag(levels),
+            coverage.TAG: coverage.summary(measured),
         },
     )
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / coverage.ARTIFACT).write_text(coverage.to_json(measured, spec.known_languages))
+    logger.log_artifact(results_dir / coverage.ARTIFACT)
     _LOGGERS[logger.parent_run_id] = logger
 
     def build() -> Any:
@@ -186,10 +190,10 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
         )
     path = found.experiment_path
     _check_experiment(path)
+    model, data, _ = prepare_search(spec)
     ray = _start_ray()
     _check_resources(spec, ray.cluster_resources())
     _check_cluster(spec, ray)
-    model, data = _prepare(spec)
 
     logger = tracking.SearchLogger(
         found.tracking_uri, journal_dir=_results_dir(spec, Path(path).name)
@@ -216,6 +220,29 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
         )
 
     return _fit(spec, restore, logger, Path(path).name)
+
+
+def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, SplitCoverage]]:
+    """Every check a search makes before Ray starts, then its data: the tracking URI, the storage
+    path, the model, each split loaded, checked and tokenized (`xlt-search prepare` stops here).
+
+    Prints the tokenizer's coverage of every split, and a warning line for splits with many
+    unknown tokens; a split that is mostly unknown tokens stops the search unless the spec sets
+    `data.allow_unknown_tokens`. Returns the model, the prepared data and the coverage.
+    """
+    import sys
+
+    from xlt_search import coverage, preflight, tracking
+
+    tracking.check_tracking_uri(spec.tracking_uri)
+    _check_storage(spec)
+    preflight.check_model(spec.model, load=True)
+    model, data = _prepare(spec)
+    measured = coverage.load(data)
+    print(coverage.table(measured, spec.known_languages, spec.data.max_seq_length))
+    for line in coverage.check(measured, spec.model, spec.data.allow_unknown_tokens):
+        print(f"xlt-search: warning: {line}", file=sys.stderr, flush=True)
+    return model, data, measured
 
 
 def _prepare(spec: SearchSpec) -> tuple[str, PreparedData]:

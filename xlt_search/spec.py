@@ -105,6 +105,8 @@ class DataSpec:
     max_train_examples_per_task: dict[str, int] = field(default_factory=dict)
     cache_dir: str | None = None  # None: $XLT_SEARCH_CACHE or ~/.cache/xlt-search
     mirror: str | None = None
+    # Search even when a split is mostly tokens the model's tokenizer does not know (`coverage`).
+    allow_unknown_tokens: bool = False
 
 
 @dataclass(frozen=True)

@@ -77,12 +77,28 @@ def resolve_tracking_uri(uri: str | None) -> str:
 
 def check_tracking_scheme(uri: str | None) -> None:
     """Refuse, with a one-line UserError, the deprecated `file:` store or a bare path (MLflow reads
-    one as a file store); None (MLflow's local default) passes. No network: specs check this."""
-    if uri and urlparse(uri).scheme in ("", "file"):
+    one as a file store), or a scheme MLflow has no store for; None (MLflow's local default)
+    passes. No network: specs check this."""
+    scheme = urlparse(uri or "").scheme
+    if uri and scheme in ("", "file"):
         raise UserError(
             f"tracking URI '{uri}' is a file store, which MLflow has deprecated; "
             "use sqlite:///mlflow.db or an http:// tracking server"
         )
+    if not uri or scheme.split("+")[0] in _TRACKING_SCHEMES:
+        return
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    if scheme not in _tracking_store_registry._registry:  # a plugin may add schemes
+        raise UserError(
+            f"tracking URI '{uri}': MLflow has no tracking store for '{scheme}://'; set "
+            "mlflow.tracking_uri (or $MLFLOW_TRACKING_URI) to sqlite:///mlflow.db, an http:// "
+            "tracking server or a database (postgresql://...)"
+        )
+
+
+# The schemes MLflow itself serves (SQLAlchemy's dialect+driver forms among them).
+_TRACKING_SCHEMES = frozenset({"http", "https", "sqlite", "postgresql", "mysql", "mssql"})
 
 
 def check_tracking_uri(uri: str | None, timeout_s: float = 3.0) -> None:

@@ -33,15 +33,21 @@ def build_vocab(words: Iterable[str]) -> dict[str, int]:
 
 
 def save_encoder(
-    words: Iterable[str], folder: Path, *, hidden_size: int = 64, intermediate_size: int = 128
+    words: Iterable[str],
+    folder: Path,
+    *,
+    hidden_size: int = 64,
+    intermediate_size: int = 128,
+    max_positions: int = MAX_POSITIONS,
 ) -> None:
     """Build the tokenizer over `words` and a fresh encoder for its vocabulary, and save both in
-    `folder` with `save_pretrained` (the sizes default to the synthetic suite's encoder)."""
+    `folder` with `save_pretrained` (the sizes default to the synthetic suite's encoder; inputs
+    may be up to `max_positions` - 2 tokens long)."""
     from transformers.utils import logging
 
-    tokenizer = _tokenizer(build_vocab(words))
+    tokenizer = _tokenizer(build_vocab(words), max_positions)
     tokenizer.save_pretrained(folder)
-    model = _model(len(tokenizer), hidden_size, intermediate_size)
+    model = _model(len(tokenizer), hidden_size, intermediate_size, max_positions)
     bars = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()  # a one-shard save needs no progress bar in the user's terminal
     try:
@@ -51,7 +57,7 @@ def save_encoder(
             logging.enable_progress_bar()
 
 
-def _tokenizer(vocab: dict[str, int]) -> PreTrainedTokenizerFast:
+def _tokenizer(vocab: dict[str, int], max_positions: int) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -72,11 +78,13 @@ def _tokenizer(vocab: dict[str, int]) -> PreTrainedTokenizerFast:
         unk_token="<unk>",
         pad_token="<pad>",
         mask_token=MASK,
-        model_max_length=MAX_POSITIONS - 2,
+        model_max_length=max_positions - 2,
     )
 
 
-def _model(vocab_size: int, hidden_size: int, intermediate_size: int) -> XLMRobertaModel:
+def _model(
+    vocab_size: int, hidden_size: int, intermediate_size: int, max_positions: int
+) -> XLMRobertaModel:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
@@ -87,7 +95,7 @@ def _model(vocab_size: int, hidden_size: int, intermediate_size: int) -> XLMRobe
         num_attention_heads=2,
         intermediate_size=intermediate_size,
         # XLM-R counts positions from padding_idx + 1, so two more than the longest input.
-        max_position_embeddings=MAX_POSITIONS,
+        max_position_embeddings=max_positions,
         type_vocab_size=1,
         pad_token_id=1,
         bos_token_id=0,

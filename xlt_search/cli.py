@@ -9,6 +9,7 @@ and exit status 130.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
     # resume looks in $MLFLOW_TRACKING_URI (or ./mlflow.db) unless told the spec's own store
     uri = spec.mlflow.tracking_uri
     found_in = ("--tracking-uri", uri) if uri else ()
-    with stop_on_signals(spec.experiment, *found_in):
+    restart = shlex.join(["xlt-search", "run", str(args.spec)])
+    with stop_on_signals(spec.experiment, *found_in, restart=restart):
         run_search(spec, args.spec.read_text())
     return 0
 

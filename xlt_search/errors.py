@@ -28,11 +28,18 @@ class SearchInterrupted(Exception):
     its MLflow parent run is KILLED, and `xlt-search resume` continues it (exit status 130).
 
     `options` are the ones `xlt-search resume` needs to find the search again (`--tracking-uri`,
-    `--run-id`), if any.
+    `--run-id`), if any. `restart` is the command that starts the search again, for a stop that
+    came before the search had begun (its data still being prepared): there is nothing to resume.
     """
 
-    def __init__(self, experiment: str, *options: str) -> None:
+    def __init__(self, experiment: str, *options: str, restart: str | None = None) -> None:
         self.experiment, self.options = experiment, options
+        if restart is not None:
+            super().__init__(
+                f"interrupted before the search began (nothing to resume; the data prepared so "
+                f"far is kept); start it again with: {restart}"
+            )
+            return
         command = shlex.join(["xlt-search", "resume", experiment, *options])
         super().__init__(f"interrupted; continue with: {command}")
 

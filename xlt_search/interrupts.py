@@ -64,15 +64,24 @@ def _handling() -> Iterator[_Handler | None]:
             signal.signal(signum, old)
 
 
+class SearchStopped(KeyboardInterrupt):
+    """A stop after the search began (its parent run exists): `xlt-search resume` continues it."""
+
+
 @contextlib.contextmanager
-def stop_on_signals(experiment: str, *resume_options: str) -> Iterator[None]:
+def stop_on_signals(
+    experiment: str, *resume_options: str, restart: str | None = None
+) -> Iterator[None]:
     """Run a search's command: SIGINT or SIGTERM stops the search, which then ends with
-    SearchInterrupted(experiment, *resume_options) (the CLI prints it and exits 130)."""
+    SearchInterrupted (the CLI prints it and exits 130): how to resume it, or, with `restart`
+    and a stop before the search began, how to start it again."""
     try:
         with _handling():
             yield
-    except KeyboardInterrupt:
+    except SearchStopped:
         raise SearchInterrupted(experiment, *resume_options) from None
+    except KeyboardInterrupt:
+        raise SearchInterrupted(experiment, *resume_options, restart=restart) from None
 
 
 def after_ray_init() -> None:

@@ -307,7 +307,7 @@ def _fit(
         logger.finish("FINISHED")
     except KeyboardInterrupt:
         logger.finish("KILLED")
-        raise
+        raise interrupts.SearchStopped from None
     except BaseException:
         logger.finish("FAILED")
         raise

@@ -117,14 +117,13 @@ def main() -> None:
         f"search wall time {wall:.0f} s, {args.intermediate_steps} intermediate + "
         f"{args.target_steps} target steps a trial"
     )
-    print("| trial | en accuracy | de accuracy | chance en / de | en above chance |")
-    print("|---|---|---|---|---|")
+    print("trial | en accuracy | de accuracy | chance en / de | en above chance")
     for _, row in trials.sort_values("n_tasks").iterrows():
         english, german = row["lang.udpos.en"], row["lang.udpos.de"]
         print(
-            f"| {row['tasks'] or 'baseline'} | {english:.4f} | {german:.4f} | "
+            f"{row['tasks'] or 'baseline'} | {english:.4f} | {german:.4f} | "
             f"{chance['en'].level:.4f} / {chance['de'].level:.4f} | "
-            f"{'yes' if chance['en'].beaten_by(english) else 'no'} |"
+            f"{'yes' if chance['en'].beaten_by(english) else 'no'}"
         )
     verdict = "nothing was learned" in result.stdout
     print(f"learning check: {'nothing was learned' if verdict else 'the target was learned'}")

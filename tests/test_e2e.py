@@ -149,7 +149,7 @@ def test_report_command_rebuilds_the_report_from_mlflow(search: dict) -> None:
     # the search wrote the same report at its end, and logged it on the parent run
     client = mlflow.MlflowClient(search["uri"])
     artifacts = {a.path for a in client.list_artifacts(trials.attrs["parent_run_id"])}
-    assert names | {"spec.yaml"} == artifacts
+    assert names | {"spec.yaml", "coverage.json"} == artifacts  # and the tokenizer coverage
 
 
 def run_small_search(

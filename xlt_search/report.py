@@ -46,14 +46,18 @@ class Report:
         """The average score's scaling curve as aligned text, as a search prints it at its end."""
         return curves.format_table(self.curves[self.curves["curve"] == "score"])
 
+    @property
+    def unfinished(self) -> int:
+        """The trials that never ended (interrupted, or still running): the report is partial."""
+        return int(self.trials["status"].isin((tracking.RUNNING, tracking.INTERRUPTED)).sum())
+
     def conclusion(self) -> list[str]:
         """The lines a search ends with: whether it learned, its best configuration, and why
         the contributions were not estimated, if they were not."""
         lines = self.learning.lines() if self.learning is not None else []
-        unfinished = int(self.trials["status"].isin((tracking.RUNNING, tracking.INTERRUPTED)).sum())
-        if unfinished:
+        if self.unfinished:
             lines.insert(
-                0, f"partial report: {unfinished} of {len(self.trials)} trials never ended"
+                0, f"partial report: {self.unfinished} of {len(self.trials)} trials never ended"
             )
         if self.best is not None:
             lines.append(self.best.line())

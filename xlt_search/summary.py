@@ -7,7 +7,6 @@ import math
 from typing import TYPE_CHECKING
 
 from xlt_search import chance, curves
-from xlt_search.tracking import INTERRUPTED, RUNNING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +36,7 @@ def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
     average = table[table["curve"] == "score"].reset_index(drop=True)
     larger = curves.beyond_seed_noise(average, seed_std)
     lines = [
-        *_title(spec, trials),
+        *_title(spec, report),
         "",
         f"MLflow experiment `{spec.experiment}`, parent run `{parent_run_id}`. "
         f"{len(trials)} trials: "
@@ -100,10 +99,10 @@ def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
     return "\n".join(lines)
 
 
-def _title(spec: SearchSpec, trials: pd.DataFrame) -> list[str]:
+def _title(spec: SearchSpec, report: Report) -> list[str]:
     """The first line says whether the report is final: a search with trials that never ended
     (interrupted, or still running) gets a partial one."""
-    unfinished = int(trials["status"].isin((RUNNING, INTERRUPTED)).sum())
+    unfinished, trials = report.unfinished, report.trials
     if not unfinished:
         return [f"# {spec.name}: report"]
     return [

@@ -26,13 +26,7 @@ def trials_of(chosen: list[tuple[str, ...]], value, pool=POOL, **columns) -> pd.
     """A trials table as `tracking.load_trials` gives it: one completed trial per subset."""
     rows = []
     for subset in chosen:
-        row = {
-            "tasks": subsets.subset_key(subset),
-            "n_tasks": len(subset),
-            "status": "completed",
-            "score": value(subset),
-            **subsets.use_flags(subset, pool),
-        }
+        row = {**subsets.subset_params(subset, pool), "status": "completed", "score": value(subset)}
         for name, of in columns.items():
             row[name] = of(subset)
         rows.append(row)

@@ -219,6 +219,21 @@ def test_use_flags_one_per_pool_task_in_pool_order() -> None:
     assert "'sqad' is not in the pool (did you mean 'squad'?)" in message
 
 
+def test_subset_params_name_the_subset_its_size_and_its_flags() -> None:
+    params = subsets.subset_params(("squad", "mnli"), ("qqp", "squad", "mnli"))
+    assert params == {
+        "tasks": "mnli+squad",
+        "n_tasks": 2,
+        "use.qqp": False,
+        "use.squad": True,
+        "use.mnli": True,
+    }
+    assert list(params) == ["tasks", "n_tasks", "use.qqp", "use.squad", "use.mnli"]
+    baseline = subsets.subset_params((), ("qqp",))
+    assert baseline == {"tasks": "", "n_tasks": 0, "use.qqp": False}
+    assert subsets.flag_name("qqp") == "use.qqp"
+
+
 # repair (optuna's booleans).
 
 

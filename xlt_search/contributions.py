@@ -27,6 +27,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 from xlt_search.curves import percentile_interval
+from xlt_search.subsets import flag_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,9 +41,9 @@ def design(trials: pd.DataFrame, pool: Sequence[str]) -> np.ndarray:
     """The 0/1 matrix of `use.<task>` flags, one row per trial, one column per pool task."""
     import numpy as np
 
-    return np.column_stack([trials[f"use.{task}"].astype(bool).to_numpy() for task in pool]).astype(
-        float
-    )
+    return np.column_stack(
+        [trials[flag_name(task)].astype(bool).to_numpy() for task in pool]
+    ).astype(float)
 
 
 def additive_effects(

@@ -1,6 +1,8 @@
 """Subsets of intermediate tasks: their names in Tune and MLflow, and the samplers that pick them.
 
-A subset is a sorted tuple of registry keys. Every sampler returns distinct subsets, each a sorted
+A subset is a sorted tuple of registry keys. Its names are owned here: its key (`subset_key`, read
+back by `parse_subset_key`), the `use.<task>` flag of each pool task (`flag_name`), and the params
+Tune and MLflow carry for it (`subset_params`). Every sampler returns distinct subsets, each a sorted
 tuple, listed by size and then by name, and is deterministic in its seed:
 
 - `stratified`: the scaling-curve design; for every size k, `per_size` subsets (all of them when
@@ -20,6 +22,11 @@ from xlt_search.errors import SpecError, did_you_mean
 
 SEPARATOR = "+"
 FLAG_PREFIX = "use."
+
+
+def flag_name(task: str) -> str:
+    """The name of a pool task's flag in Tune and MLflow: `use.<task>`."""
+    return f"{FLAG_PREFIX}{task}"
 
 
 def subset_key(tasks: Iterable[str]) -> str:
@@ -53,7 +60,14 @@ def use_flags(subset: Iterable[str], pool: Sequence[str]) -> dict[str, bool]:
     """One boolean per pool task, `use.<task>`, in pool order: does the subset train on it?"""
     chosen = set(subset)
     _check_members(chosen, pool)
-    return {f"{FLAG_PREFIX}{task}": task in chosen for task in pool}
+    return {flag_name(task): task in chosen for task in pool}
+
+
+def subset_params(subset: Iterable[str], pool: Sequence[str]) -> dict[str, str | int | bool]:
+    """The subset's params in Tune and MLflow: `tasks` (its key), `n_tasks` (its size), then its
+    `use_flags`, so that MLflow's UI filters on the size and on each task."""
+    chosen = tuple(subset)
+    return {"tasks": subset_key(chosen), "n_tasks": len(chosen), **use_flags(chosen, pool)}
 
 
 def grid(pool: Sequence[str], sizes: Iterable[int]) -> list[tuple[str, ...]]:
@@ -138,10 +152,10 @@ def repair(
     if unknown:
         raise SpecError(
             f"flag {unknown[0]!r} names no pool task"
-            f"{did_you_mean(unknown[0], [FLAG_PREFIX + t for t in names])}; "
-            f"flags are {FLAG_PREFIX}<task> for the pool tasks {', '.join(names)}"
+            f"{did_you_mean(unknown[0], [flag_name(t) for t in names])}; "
+            f"flags are {flag_name('<task>')} for the pool tasks {', '.join(names)}"
         )
-    picked = [t for t in names if flags.get(FLAG_PREFIX + t, False)]
+    picked = [t for t in names if flags.get(flag_name(t), False)]
     target = min(sizes, key=lambda k: (abs(k - len(picked)), k))
     if target > len(picked):
         rest = [t for t in names if t not in picked]

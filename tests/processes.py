@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from xlt_search.interrupts import HOLD_ENV
+from xlt_search.search.interrupts import HOLD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 E2E_SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
@@ -107,7 +107,7 @@ def small_spec(work: Path, name: str, pool_size: int, **changes: Any) -> Path:
 
 
 class Hold:
-    """The trials' hold point (`xlt_search.interrupts.hold_point`) in `folder`: each trial that
+    """The trials' hold point (`xlt_search.search.interrupts.hold_point`) in `folder`: each trial that
     reports `budget_steps` waits there until the test releases it. `env` goes into the search's
     environment."""
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from xlt_search.scheduler import SizeStratifiedASHA
+from xlt_search.search.scheduler import SizeStratifiedASHA
 
 
 def trial(trial_id: str, n_tasks: int) -> SimpleNamespace:

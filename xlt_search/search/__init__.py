@@ -279,7 +279,8 @@ def _fit(
     SIGINT or SIGTERM stops the trials, keeping their checkpoints and what they logged, and closes
     the parent run as KILLED without a report; KeyboardInterrupt goes on to the caller.
     """
-    from xlt_search import interrupts, report
+    from xlt_search import report
+    from xlt_search.search import interrupts
 
     results_dir = _results_dir(spec, run_name)
     try:
@@ -457,7 +458,7 @@ def _logged_until(parent_run_id: str, trial_id: str) -> int:
 def _start_ray() -> Any:
     import ray
 
-    from xlt_search import interrupts
+    from xlt_search.search import interrupts
 
     # Every report checkpoints (one checkpoint per trial, so a trial resumes mid-phase), which
     # forces Tune to snapshot its state as often; its warning about that is the design, not news.
@@ -541,7 +542,7 @@ def _build_tuner(
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if spec.budget.scheduler == "asha":
-        from xlt_search.scheduler import SizeStratifiedASHA
+        from xlt_search.search.scheduler import SizeStratifiedASHA
 
         scheduler = SizeStratifiedASHA(
             time_attr="budget_steps",
@@ -659,8 +660,8 @@ def _train(
     import torch
     from ray import tune
 
-    from xlt_search import interrupts
     from xlt_search.pipeline import TrialConfig, checkpoint_budget_steps, run_trial
+    from xlt_search.search import interrupts
     from xlt_search.spec import HYPERPARAMETERS
 
     device = "cpu"

@@ -28,14 +28,14 @@ from common import isolate
 
 from xlt_search.data import PreparedData, prepare_data
 from xlt_search.pipeline import required_splits
-from xlt_search.search import _target_configs
+from xlt_search.search import target_configs
 from xlt_search.spec import SearchSpec, load_spec
 from xlt_search.synthetic import resolve_model
 
 
 def preparer(spec: SearchSpec, model: str) -> Callable[[Path], PreparedData]:
     """`prepare_data` with the spec's settings, into the folder it is given."""
-    requests = required_splits(spec.pool, _target_configs(spec), spec.registry)
+    requests = required_splits(spec.pool, target_configs(spec), spec.registry)
 
     def prepare(cache_dir: Path) -> PreparedData:
         return prepare_data(

@@ -59,26 +59,28 @@ import yaml
 from common import isolate
 from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from xlt_search import report, search, subsets
+from xlt_search import report, subsets
 from xlt_search.data import collate, load_task_split, tokenize
 from xlt_search.metrics import accuracy, macro_f1
 from xlt_search.model import MultiTaskModel
 from xlt_search.pipeline import EVAL_BATCH_MULTIPLIER, TrialConfig, required_splits
 from xlt_search.search import (
-    _target_configs,
-    _tune_domain,
     describe_plan,
-    fixed_settings,
+    driver,
     make_plan,
     run_search,
+    target_configs,
+    trial_config,
 )
-from xlt_search.spec import HYPERPARAMETERS, SearchSpec, parse_spec
+from xlt_search.search.tuner import tune_domain
+from xlt_search.spec import SearchSpec, parse_spec
 from xlt_search.synthetic import resolve_model
 from xlt_search.tasks.base import Task
 
 ROOT = Path(__file__).resolve().parents[1]
-# What our search does besides its trials: xlt_search.search._prepare, report.write_report.
-OURS_PARTS = ("_prepare", "write_report")
+# What our search does besides its trials: xlt_search.search.prepare_search_data,
+# report.write_report.
+OURS_PARTS = ("prepare_search_data", "write_report")
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ def predict_score(
 
 def peer_trial(
     config: dict[str, Any],
-    fixed: dict[str, Any],
+    spec: SearchSpec,
+    model: str,
     registry: dict[str, Task],
     max_seq_length: int,
     pad_to_max_length: bool,
@@ -229,12 +232,7 @@ def peer_trial(
     """One trial of the hand-written search: tokenize, intermediate and target Trainers, score."""
     from ray import tune
 
-    trial = TrialConfig(
-        tasks=subsets.parse_subset_key(config["tasks"]),
-        seed=config["seed"],
-        **fixed,
-        **{name: config[name] for name in HYPERPARAMETERS if name in config},
-    )
+    trial = trial_config(spec, model, config)
     torch.set_num_threads(trial.num_threads)
     set_seed(trial.seed)
     started = time.perf_counter()
@@ -330,19 +328,19 @@ def run_peer(spec: SearchSpec, work: Path, pad_to_max_length: bool) -> Path:
 
     plan = make_plan(spec)
     model = resolve_model(spec.model)
-    fixed = fixed_settings(spec, model)
     keys = [subsets.subset_key(s) for s in plan.subsets]
     random.Random(spec.seed).shuffle(keys)  # the order ours runs them in
     seeds = list(spec.trial_seeds)
     param_space = {
         "tasks": tune.grid_search(keys),
         "seed": tune.grid_search(seeds) if len(seeds) > 1 else seeds[0],
-        **{name: _tune_domain(d) for name, d in spec.hyperparameters.items()},
+        **{name: tune_domain(d) for name, d in spec.hyperparameters.items()},
     }
     trainable = tune.with_resources(
         tune.with_parameters(
             peer_trial,
-            fixed=fixed,
+            spec=spec,
+            model=model,
             registry=spec.registry,
             max_seq_length=spec.data.max_seq_length,
             pad_to_max_length=pad_to_max_length,
@@ -433,7 +431,7 @@ def main() -> None:
         check_peer_supports(spec)
         print(describe_plan(make_plan(spec)), flush=True)
         resolve_model(spec.model)  # untimed: generating the synthetic suite
-        for request in required_splits(spec.pool, _target_configs(spec), spec.registry):
+        for request in required_splits(spec.pool, target_configs(spec), spec.registry):
             load_task_split(spec.registry[request.task], request.split, request.language)
         # address="local": a bare ray.init(), as the project's _start_ray calls it, joins the
         # cluster `ray start` last recorded in /tmp/ray (another user's, on a shared machine, or a
@@ -442,7 +440,7 @@ def main() -> None:
 
         ours_parts: dict[str, float] = {}
         # Timed where run_search calls them, so the trials' share of our wall time is known.
-        for module, name in zip((search, report), OURS_PARTS, strict=True):
+        for module, name in zip((driver, report), OURS_PARTS, strict=True):
             add_timer(module, name, ours_parts)
         runs = {
             "ours": lambda: run_search(spec, spec_text),

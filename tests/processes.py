@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from xlt_search.search.interrupts import HOLD_ENV
+from xlt_search.search import HOLD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 E2E_SPEC = ROOT / "tests" / "specs" / "e2e.yaml"

@@ -210,16 +210,16 @@ def test_running_out_of_gpu_memory_is_recorded_and_raised_again(tmp_path: Path) 
     import pyarrow.fs
     import torch
 
-    from xlt_search.search import _raise_recorded_failure, _record_failure
+    from xlt_search.search.trainable import raise_recorded_failure, record_failure
 
     filesystem, trial_path = pyarrow.fs.LocalFileSystem(), str(tmp_path / "trial")
-    _raise_recorded_failure(filesystem, trial_path)  # nothing recorded: returns
+    raise_recorded_failure(filesystem, trial_path)  # nothing recorded: returns
     error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    _record_failure(filesystem, trial_path, error)
+    record_failure(filesystem, trial_path, error)
     with pytest.raises(
         torch.cuda.OutOfMemoryError, match="Tried to allocate 2.00 GiB.*raised again"
     ):
-        _raise_recorded_failure(filesystem, trial_path)
+        raise_recorded_failure(filesystem, trial_path)
 
 
 def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:

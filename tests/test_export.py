@@ -186,11 +186,11 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(search: Path) -> tuple[SearchSpec, PreparedData]:
     """The search's spec and its own prepared splits (from the cache the search wrote)."""
-    from xlt_search.search import _prepare
+    from xlt_search.search import prepare_search_data
     from xlt_search.spec import load_spec
 
     spec = load_spec(search / f"{EXPERIMENT}.yaml")
-    return spec, _prepare(spec)[1]
+    return spec, prepare_search_data(spec)[1]
 
 
 def _uri(work: Path) -> str:
@@ -212,7 +212,7 @@ def check_export(out: Path, trial: pd.Series, prepared: tuple[SearchSpec, Prepar
     """The folders under `out` are `trial`'s: its target models score its logged final scores;
     its encoder is the pretrained one for the baseline, a trained one otherwise. Returns
     export.json."""
-    from xlt_search.search import _target_configs
+    from xlt_search.search import target_configs
 
     spec, data = prepared
     summary = json.loads((out / EXPORT_FILE).read_text())
@@ -220,7 +220,7 @@ def check_export(out: Path, trial: pd.Series, prepared: tuple[SearchSpec, Prepar
     assert summary["tasks"] == [t for t in trial["tasks"].split("+") if t]
     assert summary["hyperparameters"]["learning_rate"] == 1.0e-3
 
-    targets = _target_configs(spec)
+    targets = target_configs(spec)
     batch_size = summary["hyperparameters"]["per_device_batch_size"]
     scores = scores_of(out, targets, batch_size, data, spec.registry)
     assert scores == pytest.approx({key: trial[key] for key in scores}, abs=1e-6)

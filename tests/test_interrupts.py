@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xlt_search.errors import SearchInterrupted
-from xlt_search.search.interrupts import HOLD_ENV, hold_point, stop_on_signals
+from xlt_search.search import HOLD_ENV, hold_point, stop_on_signals
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -243,10 +243,10 @@ def test_ctrl_c_while_the_data_is_prepared_says_to_start_again(tmp_path: Path) -
 
 def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: Path) -> None:
     from xlt_search.errors import UserError
-    from xlt_search.search import _check_experiment
+    from xlt_search.search import check_experiment
 
     with pytest.raises(UserError, match="holds no Tune experiment"):
-        _check_experiment(str(tmp_path / "gone"))
+        check_experiment(str(tmp_path / "gone"))
     experiment = tmp_path / "search"
     checkpoint = experiment / "_train_0001" / "checkpoint_000003"
     checkpoint.mkdir(parents=True)
@@ -254,18 +254,18 @@ def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: P
     import torch
 
     torch.save({"weights": torch.arange(10_000.0)}, checkpoint / "trial_state.pt")
-    _check_experiment(str(experiment))  # a whole checkpoint passes
+    check_experiment(str(experiment))  # a whole checkpoint passes
     data = bytearray((checkpoint / "trial_state.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the tensor data
     (checkpoint / "trial_state.pt").write_bytes(bytes(data))
     with pytest.raises(UserError, match="delete that checkpoint folder") as error:
-        _check_experiment(str(experiment))
+        check_experiment(str(experiment))
     assert "\n" not in str(error.value)
     assert (checkpoint / "trial_state.pt").exists()  # nothing is deleted for the user
     # a state file cut short (a write the crash interrupted)
     (checkpoint / "trial_state.pt").write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(UserError, match="not a checkpoint archive"):
-        _check_experiment(str(experiment))
+        check_experiment(str(experiment))
 
 
 def test_resume_through_the_cli_refuses_damage_in_one_line_and_keeps_everything(

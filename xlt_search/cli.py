@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search.errors import SearchInterrupted, UserError
-from xlt_search.search.interrupts import EXIT_INTERRUPTED, stop_on_signals
+from xlt_search.search import EXIT_INTERRUPTED, stop_on_signals
 
 if TYPE_CHECKING:
     from xlt_search.tasks import Task

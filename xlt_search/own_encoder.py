@@ -40,9 +40,9 @@ def spec_words(
     number of splits."""
     from xlt_search.data import load_task_split
     from xlt_search.pipeline import required_splits
-    from xlt_search.search import _target_configs
+    from xlt_search.search import target_configs
 
-    requests = required_splits(spec.pool, _target_configs(spec), spec.registry)
+    requests = required_splits(spec.pool, target_configs(spec), spec.registry)
     words: dict[str, None] = {}
     for number, request in enumerate(requests, 1):
         task = spec.registry[request.task]

@@ -7,7 +7,7 @@ after an attempt whose answer was lost, so every operation is safe to apply twic
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from xlt_search.names import (
@@ -27,7 +27,8 @@ from xlt_search.tracking.uri import unreachable
 
 
 class Runs:
-    """A search's runs in one MLflow store, and the logged operations applied to them."""
+    """A search's runs in one MLflow store, and the logged operations applied to them: `apply`
+    finds each operation's method in OPERATIONS, below."""
 
     def __init__(
         self,
@@ -49,7 +50,7 @@ class Runs:
         skipped: trying it again would not help."""
         name, fields = operation["op"], {k: v for k, v in operation.items() if k != "op"}
         try:
-            getattr(self, f"_{name}")(**fields)
+            OPERATIONS[name](self, **fields)
         except Exception as error:
             if unreachable(error):
                 return error
@@ -63,7 +64,8 @@ class Runs:
             )
         return None
 
-    def _trial_started(self, trial_id: str, run_name: str, params: dict[str, str]) -> None:
+    def trial_started(self, trial_id: str, run_name: str, params: dict[str, str]) -> None:
+        """Open the trial's run (made, or found and reopened) and log the params it lacks."""
         from mlflow.entities import Param
         from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
@@ -87,9 +89,10 @@ class Runs:
         for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(run_id, params=entries[start : start + MAX_PARAMS_TAGS_PER_BATCH])
 
-    def _trial_result(
+    def trial_result(
         self, trial_id: str, metrics: dict[str, float], step: int, timestamp_ms: int
     ) -> None:
+        """Log one report's metrics on the trial's run, at `step` and the report's timestamp."""
         from mlflow.entities import Metric
         from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
@@ -98,17 +101,21 @@ class Runs:
         for start in range(0, len(entries), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=entries[start : start + MAX_METRICS_PER_BATCH])
 
-    def _trial_ended(self, trial_id: str, status: TrialStatus, error: str | None) -> None:
+    def trial_ended(self, trial_id: str, status: TrialStatus, error: str | None) -> None:
+        """Close the trial's run: its status tag, its error if any, and its MLflow status."""
         run_id = self._require_run(trial_id)
         self.client.set_tag(run_id, STATUS_TAG, status)
         if error:
             self.client.set_tag(run_id, ERROR_TAG, error)
         self.client.set_terminated(run_id, status=RUN_STATUS[status])
 
-    def _log_artifact(self, path: str) -> None:
+    def log_artifact(self, path: str) -> None:
+        """Attach the file at `path` to the parent run."""
         self.client.log_artifact(self.parent_run_id, path)
 
-    def _finish(self, status: str) -> None:
+    def finish(self, status: str) -> None:
+        """Close the child runs still open as interrupted, then the parent run with `status`
+        and its state tag."""
         still_open = "attributes.status = 'RUNNING'"
         for run in child_runs(self.client, self.experiment_id, self.parent_run_id, still_open):
             self.client.set_tag(run.info.run_id, STATUS_TAG, INTERRUPTED)
@@ -129,3 +136,13 @@ class Runs:
         if run_id is None:
             raise KeyError(f"trial '{trial_id}' has no run in MLflow")
         return run_id
+
+
+# Each operation a logger queues and journals (its "op") -> the method that applies it.
+OPERATIONS: dict[str, Callable[..., None]] = {
+    "trial_started": Runs.trial_started,
+    "trial_result": Runs.trial_result,
+    "trial_ended": Runs.trial_ended,
+    "log_artifact": Runs.log_artifact,
+    "finish": Runs.finish,
+}

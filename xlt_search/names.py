@@ -1,0 +1,44 @@
+"""The names a search is known by in MLflow: trial statuses, the tags of its runs, the metrics every
+trial reports, and the run status each ending maps to.
+
+Imports nothing from the package, so every module can use it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# The `status` tag of a child run.
+COMPLETED = "completed"  # the trial ran its whole budget
+EARLY_STOPPED = "early_stopped"  # ASHA cut it
+ERRORED = "errored"
+RUNNING = "running"  # the trial has not ended (and the state of a search under way)
+INTERRUPTED = "interrupted"  # the trial was still open when its search ended
+
+TrialStatus = Literal["completed", "early_stopped", "errored"]
+
+# The status tag of a trial that ended -> the MLflow run status its run ends with.
+RUN_STATUS: dict[str, str] = {
+    COMPLETED: "FINISHED",
+    EARLY_STOPPED: "FINISHED",  # ASHA's cut is an ordinary end; the status tag tells it apart
+    ERRORED: "FAILED",
+}
+
+STATUS_TAG = "status"  # on each child run: one of the statuses above
+ERROR_TAG = "error"  # on an errored child run: the error's text
+# Tune's trial id on each child run: how a resumed search finds its runs.
+TRIAL_ID_TAG = "xlt.trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "xlt.role"  # SEARCH_ROLE on the parent run
+SEARCH_ROLE = "search"
+STATE_TAG = "xlt.state"  # on the parent run: RUNNING, then SEARCH_STATE's value for its end
+# The parent run's MLflow status when its search ends -> its state tag. KILLED: a search stopped
+# by SIGINT or SIGTERM, which `xlt-search resume` continues.
+SEARCH_STATE: dict[str, str] = {"FINISHED": "finished", "FAILED": "failed", "KILLED": INTERRUPTED}
+EXPERIMENT_PATH_TAG = "xlt.experiment_path"  # on the parent run: Tune's folder, for resume
+SPEC_ARTIFACT = "spec.yaml"  # the parent run's copy of the search's spec
+MAX_TAG_CHARS = 5000  # below MLflow's limit on tag values: longer values are cut to this
+
+# The metrics every trial reports, at step=budget_steps.
+SCORE = "score"  # the zero-shot score, averaged over non-English languages, then targets
+BUDGET_STEPS = "budget_steps"  # the optimizer steps the trial has taken, both phases together

@@ -1,0 +1,237 @@
+"""A search read back from MLflow: its trials as a table, what `resume` needs of it, and its parent
+run's tags, to which the report adds its own conclusions and files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xlt_search.errors import UserError, did_you_mean
+from xlt_search.names import (
+    BUDGET_STEPS,
+    ERROR_TAG,
+    EXPERIMENT_PATH_TAG,
+    MAX_TAG_CHARS,
+    ROLE_TAG,
+    RUNNING,
+    SCORE,
+    SEARCH_ROLE,
+    SPEC_ARTIFACT,
+    STATUS_TAG,
+    TRIAL_ID_TAG,
+)
+from xlt_search.tracking.queries import child_runs, get_run
+from xlt_search.tracking.uri import resolve_tracking_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+# The first columns of `load_trials`, in this order; metrics and other params follow.
+TRIAL_COLUMNS = (
+    "run_id",
+    "trial_id",
+    "run_name",
+    "tasks",
+    "n_tasks",
+    "status",
+    "error",
+    SCORE,
+    BUDGET_STEPS,
+    "start_time",  # the run's start, ms since the epoch: ties between trials go to the first
+)
+
+
+def load_trials(
+    experiment: str,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
+    at_step: int | None = None,
+) -> pd.DataFrame:
+    """The trials of a search, one row per child run, from MLflow.
+
+    The search is `parent_run_id`, or else the newest search run of `experiment`. Columns: those
+    of TRIAL_COLUMNS (`score` and `budget_steps` are the last values reported, or with `at_step`
+    the last reported at a budget_steps of at most `at_step`, every metric alike), then every
+    other metric, then every other param (`use.<task>` as booleans, numbers as numbers). Rows are
+    sorted by `n_tasks`, then `tasks`.
+    """
+    import pandas as pd
+
+    uri = resolve_tracking_uri(tracking_uri)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    parent = _find_parent(client, experiment, uri, parent_run_id)
+    parent_run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
+    rows = [
+        _trial_row(run, None if at_step is None else _metrics_at(client, run, at_step))
+        for run in child_runs(client, experiment_id, parent_run_id)
+    ]
+    table = pd.DataFrame(rows)
+    for column in TRIAL_COLUMNS:
+        if column not in table:
+            table[column] = pd.Series(dtype=float if column in (SCORE, BUDGET_STEPS) else object)
+    metrics = sorted({key for row in rows for key in row["_metrics"]} - set(TRIAL_COLUMNS))
+    params = sorted({key for row in rows for key in row["_params"]} - set(TRIAL_COLUMNS))
+    table = table[[*TRIAL_COLUMNS, *metrics, *params]]
+    for column in params:
+        table[column] = _typed(table[column])
+    table["n_tasks"] = table["n_tasks"].astype(int)
+    table = table.sort_values(["n_tasks", "tasks"], kind="stable").reset_index(drop=True)
+    table.attrs["parent_run_id"] = parent_run_id
+    return table
+
+
+@dataclass(frozen=True)
+class FoundSearch:
+    """What `xlt-search resume` needs of a search, from its parent run."""
+
+    run_id: str
+    tracking_uri: str
+    spec_text: str
+    experiment_path: str  # Tune's folder of the search (a path or a URI)
+
+
+def find_search(
+    experiment: str, tracking_uri: str | None = None, parent_run_id: str | None = None
+) -> FoundSearch:
+    """The search `parent_run_id`, or else the newest search of `experiment`: its spec (the
+    parent run's `spec.yaml`) and where Tune keeps it."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    parent = _find_parent(client, experiment, uri, parent_run_id)
+    path = parent.data.tags.get(EXPERIMENT_PATH_TAG)
+    if not path:
+        raise UserError(
+            f"search run {parent.info.run_id} does not say where its Tune experiment is "
+            f"(no {EXPERIMENT_PATH_TAG} tag); it cannot be resumed"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        spec = client.download_artifacts(parent.info.run_id, SPEC_ARTIFACT, folder)
+        spec_text = Path(spec).read_text()
+    return FoundSearch(parent.info.run_id, uri, spec_text, path)
+
+
+def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id: str | None) -> Run:
+    """The parent run `parent_run_id` of `experiment`, or its newest search run."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None or found.lifecycle_stage != "active":
+        names = [e.name for e in client.search_experiments()]
+        raise UserError(
+            f"no MLflow experiment '{experiment}' at {uri}{did_you_mean(experiment, names)}; "
+            f"the experiments there: {', '.join(names) or 'none'} "
+            "(pass --tracking-uri or set $MLFLOW_TRACKING_URI to the search's store)"
+        )
+    if parent_run_id is None:
+        parents = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = '{SEARCH_ROLE}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not parents:
+            raise UserError(
+                f"MLflow experiment '{experiment}' at {uri} holds no search; "
+                "run `xlt-search run SPEC` with this experiment first"
+            )
+        return parents[0]
+    parent = get_run(client, parent_run_id, uri)
+    if parent.info.experiment_id != found.experiment_id:
+        raise UserError(
+            f"run {parent_run_id} is not in experiment '{experiment}'; "
+            "pass that run's experiment, or leave out the run id to take the newest search"
+        )
+    return parent
+
+
+def log_search_artifacts(
+    tracking_uri: str | None, parent_run_id: str, paths: Iterable[Path]
+) -> None:
+    """Attach files (a curve drawn on demand) to a finished search's parent run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    for path in paths:
+        client.log_artifact(parent_run_id, str(path))
+
+
+def search_tags(tracking_uri: str | None, parent_run_id: str) -> dict[str, str]:
+    """The tags of a search's parent run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    return dict(client.get_run(parent_run_id).data.tags)
+
+
+def mark_search(
+    tracking_uri: str | None,
+    parent_run_id: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+) -> None:
+    """Set tags and metrics (at step 0) on a search's parent run, as its report concludes."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value[:MAX_TAG_CHARS])
+    for key, value in metrics.items():
+        client.log_metric(parent_run_id, key, float(value), step=0)
+
+
+def _metrics_at(client: MlflowClient, run: Run, step: int) -> dict[str, float]:
+    """Each of the run's metrics as last reported at a step of at most `step` (left out if none
+    was)."""
+    found = {}
+    for key in run.data.metrics:
+        history = [m for m in client.get_metric_history(run.info.run_id, key) if m.step <= step]
+        if history:
+            found[key] = max(history, key=lambda m: (m.step, m.timestamp)).value
+    return found
+
+
+def _trial_row(run: Run, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+    """One row of `load_trials`; `metrics` replaces the run's last values when given."""
+    from xlt_search.subsets import parse_subset_key
+
+    params, tags = run.data.params, run.data.tags
+    metrics = run.data.metrics if metrics is None else metrics
+    tasks = params.get("tasks", "")
+    return {
+        "run_id": run.info.run_id,
+        "trial_id": tags.get(TRIAL_ID_TAG),
+        "run_name": run.info.run_name,
+        "tasks": tasks,
+        "n_tasks": int(params.get("n_tasks", len(parse_subset_key(tasks)))),
+        "status": tags.get(STATUS_TAG, RUNNING),
+        "error": tags.get(ERROR_TAG),
+        **metrics,
+        **{key: value for key, value in params.items() if key not in ("tasks", "n_tasks")},
+        SCORE: metrics.get(SCORE, math.nan),
+        BUDGET_STEPS: metrics.get(BUDGET_STEPS, math.nan),
+        "start_time": run.info.start_time,
+        "_metrics": metrics,
+        "_params": params,
+    }
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A param column as booleans or numbers when every value is one (MLflow stores strings)."""
+    import pandas as pd
+
+    present = column.dropna()
+    if len(present) and present.isin(["True", "False"]).all():
+        return column.map({"True": True, "False": False})
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().all():
+        return pd.to_numeric(column)
+    return column

@@ -1,0 +1,41 @@
+"""The search spec: a YAML file validated into frozen dataclasses."""
+
+from xlt_search.spec.schema import (
+    DOMAIN_KINDS,
+    HYPERPARAMETERS,
+    SAMPLERS,
+    SCHEDULERS,
+    SPLITS,
+    TASK_SAMPLERS,
+    BudgetSpec,
+    DataSpec,
+    Domain,
+    MLflowSpec,
+    ResourcesSpec,
+    SearchSpec,
+    SubsetSpec,
+    TargetSpec,
+    load_spec,
+    parse_spec,
+    spec_to_dict,
+)
+
+__all__ = [
+    "DOMAIN_KINDS",
+    "HYPERPARAMETERS",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "SPLITS",
+    "TASK_SAMPLERS",
+    "BudgetSpec",
+    "DataSpec",
+    "Domain",
+    "MLflowSpec",
+    "ResourcesSpec",
+    "SearchSpec",
+    "SubsetSpec",
+    "TargetSpec",
+    "load_spec",
+    "parse_spec",
+    "spec_to_dict",
+]

@@ -1,12 +1,10 @@
 """The search spec: a YAML file validated into frozen dataclasses."""
 
+from xlt_search.spec.checks import SAMPLERS, SCHEDULERS, SPLITS, TASK_SAMPLERS, check_spec
+from xlt_search.spec.parse import load_spec, parse_spec, spec_to_dict
 from xlt_search.spec.schema import (
     DOMAIN_KINDS,
     HYPERPARAMETERS,
-    SAMPLERS,
-    SCHEDULERS,
-    SPLITS,
-    TASK_SAMPLERS,
     BudgetSpec,
     DataSpec,
     Domain,
@@ -15,9 +13,6 @@ from xlt_search.spec.schema import (
     SearchSpec,
     SubsetSpec,
     TargetSpec,
-    load_spec,
-    parse_spec,
-    spec_to_dict,
 )
 
 __all__ = [
@@ -35,6 +30,7 @@ __all__ = [
     "SearchSpec",
     "SubsetSpec",
     "TargetSpec",
+    "check_spec",
     "load_spec",
     "parse_spec",
     "spec_to_dict",

@@ -1,6 +1,6 @@
 """The search spec: a YAML file validated into frozen dataclasses."""
 
-from xlt_search.spec.checks import SAMPLERS, SCHEDULERS, SPLITS, TASK_SAMPLERS, check_spec
+from xlt_search.spec.checks import SPLITS, check_spec
 from xlt_search.spec.parse import load_spec, parse_spec, spec_to_dict
 from xlt_search.spec.schema import (
     DOMAIN_KINDS,
@@ -18,10 +18,7 @@ from xlt_search.spec.schema import (
 __all__ = [
     "DOMAIN_KINDS",
     "HYPERPARAMETERS",
-    "SAMPLERS",
-    "SCHEDULERS",
     "SPLITS",
-    "TASK_SAMPLERS",
     "BudgetSpec",
     "DataSpec",
     "Domain",

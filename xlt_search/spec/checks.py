@@ -112,11 +112,15 @@ def check_pool(spec: SearchSpec) -> None:
 
 
 def check_targets(spec: SearchSpec) -> None:
-    """The targets: at least one, with data in the languages asked for, at least one of them not
-    English."""
+    """The targets: at least one, each once, with data in the languages asked for, at least one
+    of them not English, and English training data that fits the target's head."""
     registry, languages = spec.registry, spec.known_languages
     if not spec.targets:
         raise SpecError("targets: list at least one target task")
+    keys = [target.task for target in spec.targets]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise SpecError(f"targets: {key} is listed twice; list each target once")
     for target in spec.targets:
         task = get_task(target.task, registry)
         for code in target.languages:
@@ -129,6 +133,23 @@ def check_targets(spec: SearchSpec) -> None:
         if not any(code != "en" for code in target.languages or task.languages):
             raise SpecError(
                 f"targets: {target.task} needs at least one non-English language to score transfer"
+            )
+    for target in spec.fine_tuned_targets:
+        _check_training_data(registry[target.task], registry)
+
+
+def _check_training_data(target: Task, registry: dict[str, Task]) -> None:
+    """A fine-tuned target trains one head on its `train_tasks` (or on itself): each must be of
+    its kind, and of its number of labels where the head has one output per label."""
+    for key in target.train_tasks or (target.key,):
+        source = get_task(key, registry)
+        if source.kind != target.kind or (
+            target.kind in ("classification", "tagging") and source.num_labels != target.num_labels
+        ):
+            raise SpecError(
+                f"targets: {target.key} trains on {key}, a {source.kind} task with "
+                f"{source.num_labels} labels; it must match the target's kind and labels "
+                f"({target.kind}, {target.num_labels})"
             )
 
 
@@ -212,7 +233,8 @@ def check_resources(spec: SearchSpec) -> None:
 
 
 def check_hyperparameters(spec: SearchSpec) -> None:
-    """The hyperparameters' values: known task samplers, finite numbers >= 0."""
+    """The hyperparameters' values: known task samplers, finite numbers >= 0, a batch of at
+    least one example."""
     sampler_domain = spec.hyperparameters.get("task_sampler")
     for value in sampler_domain.values if sampler_domain else ():
         if value not in TASK_SAMPLERS:
@@ -224,6 +246,9 @@ def check_hyperparameters(spec: SearchSpec) -> None:
         numbers = [v for v in domain.values if isinstance(v, int | float)]
         if any(not math.isfinite(v) or v < 0 for v in numbers):
             raise SpecError(f"hyperparameters.{name}: values must be finite and >= 0")
+    batch_domain = spec.hyperparameters.get("per_device_batch_size")
+    if batch_domain and min(batch_domain.values) < 1:
+        raise SpecError("hyperparameters.per_device_batch_size: must be at least 1")
 
 
 def check_mlflow(spec: SearchSpec) -> None:

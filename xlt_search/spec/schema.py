@@ -23,14 +23,13 @@ HYPERPARAMETERS: dict[str, type] = {
     "sampler_temperature": float,
 }
 
-
 # The domains a spec may write for a hyperparameter (a plain value is a constant).
 DOMAIN_KINDS: tuple[str, ...] = ("choice", "uniform", "loguniform", "randint")
 
 
 @dataclass(frozen=True)
 class Domain:
-    """A hyperparameter's values: a constant, or a choice / uniform / loguniform / randint domain."""
+    """A hyperparameter's values: a constant, or a choice, uniform, loguniform or randint domain."""
 
     kind: Literal["constant", "choice", "uniform", "loguniform", "randint"]
     values: tuple[Any, ...]
@@ -171,7 +170,7 @@ class SearchSpec:
 
     @property
     def grace_period_steps(self) -> int:
-        """The budget_steps before ASHA's first rung (`report_every_steps` when unset)."""
+        """The budget_steps of ASHA's first rung (`report_every_steps` when the budget says 0)."""
         return self.budget.grace_period_steps or self.budget.report_every_steps
 
     @property
@@ -181,5 +180,5 @@ class SearchSpec:
 
     @property
     def tracking_uri(self) -> str | None:
-        """The MLflow tracking URI: the spec's, else $MLFLOW_TRACKING_URI, else None (MLflow's default)."""
+        """The spec's tracking URI, else $MLFLOW_TRACKING_URI; None: MLflow's default."""
         return self.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

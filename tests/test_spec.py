@@ -108,6 +108,97 @@ def test_wrong_types_and_values() -> None:
     assert "non-English" in _error(raw)
 
 
+def _set(dotted: str, value: object):
+    def change(raw: dict) -> None:
+        *parents, last = dotted.split(".")
+        for key in parents:
+            raw = raw.setdefault(key, {})
+        raw[last] = value
+
+    return change
+
+
+def _add_target(target: dict, tasks: dict):
+    def change(raw: dict) -> None:
+        raw["targets"].append(target)
+        raw["tasks"] = tasks
+
+    return change
+
+
+XNLI_DE = {"task": "xnli", "languages": ["de"]}
+MNLI_AS_CHOICES = {
+    "kind": "multiple_choice",
+    "columns": {"context": "premise", "choices": "hypothesis", "label": "label"},
+}
+
+# The rules a trial relies on, each with a spec that breaks it and the one line it gets.
+TRIAL_RULES = {
+    "no target": (_set("targets", []), "targets: list at least one target task"),
+    "a target twice": (
+        lambda raw: raw["targets"].append({"task": "syn_nli"}),
+        "targets: syn_nli is listed twice; list each target once",
+    ),
+    "no intermediate steps": (
+        _set("budget.intermediate_steps", 0),
+        "budget.intermediate_steps: must be positive",
+    ),
+    "no target steps": (_set("budget.target_steps", 0), "budget.target_steps: must be positive"),
+    "no reports": (
+        _set("budget.report_every_steps", 0),
+        "budget.report_every_steps: must be positive",
+    ),
+    "negative probe steps": (
+        _set("budget.probe_steps", -1),
+        "budget.probe_steps: must be positive",
+    ),
+    "an empty batch": (
+        _set("hyperparameters.per_device_batch_size", {"choice": [0, 16]}),
+        "hyperparameters.per_device_batch_size: must be at least 1",
+    ),
+    "a task twice in the pool, so in a subset": (
+        lambda raw: raw["pool"].append(raw["pool"][0]),
+        "pool: a task is listed twice",
+    ),
+    "a target's metric that does not apply to its kind": (
+        _set("tasks", {"syn_nli": {"metric": "exact_match"}}),
+        "tasks.syn_nli.metric: 'exact_match' does not apply to classification tasks; "
+        "use one of accuracy, f1",
+    ),
+    "a target in English only": (
+        _set("targets", [{"task": "syn_nli", "languages": ["en"]}]),
+        "targets: syn_nli needs at least one non-English language to score transfer",
+    ),
+    "a target trained on a task of other labels": (
+        _set("tasks", {"syn_nli": {"train_tasks": ["syn_sentiment"]}}),
+        "targets: syn_nli trains on syn_sentiment, a classification task with 2 labels; "
+        "it must match the target's kind and labels (classification, 3)",
+    ),
+    "a target whose training task changed its labels": (
+        _add_target(XNLI_DE, {"mnli": {"num_labels": 2, "labels": ["yes", "no"]}}),
+        "targets: xnli trains on mnli, a classification task with 2 labels; "
+        "it must match the target's kind and labels (classification, 3)",
+    ),
+    "a target whose training task changed its kind": (
+        _add_target(XNLI_DE, {"mnli": MNLI_AS_CHOICES}),
+        "targets: xnli trains on mnli, a multiple_choice task with 3 labels; "
+        "it must match the target's kind and labels (classification, 3)",
+    ),
+    "sequences too short": (
+        _set("data.max_seq_length", 4),
+        "data.max_seq_length: must be at least 8",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TRIAL_RULES))
+def test_a_rule_the_trial_relies_on_is_one_line(case: str) -> None:
+    change, expected = TRIAL_RULES[case]
+    raw = quickstart()
+    change(raw)
+    assert _error(raw) == expected
+
+
 def test_deprecated_file_store_is_refused() -> None:
     raw = quickstart()
     raw["mlflow"] = {"tracking_uri": "file:///tmp/mlruns"}
@@ -207,6 +298,7 @@ def test_retrieval_tasks_train_nothing() -> None:
     raw = quickstart()
     raw["targets"].append({"task": "tatoeba", "languages": ["de"]})
     spec = parse_spec(raw)
+    assert [t.task for t in spec.fine_tuned_targets] == ["syn_nli", "syn_copa"]
     budget = spec.budget
     assert spec.max_budget_steps == budget.intermediate_steps + 2 * budget.target_steps
 

@@ -1,0 +1,256 @@
+"""The spec's rules across keys, each checked once: what a well-typed spec must also satisfy to run.
+
+`check_spec` runs one check per concern in a fixed order; the first problem raises a one-line
+SpecError that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import math
+
+from xlt_search.errors import SpecError, did_you_mean
+from xlt_search.spec.schema import SearchSpec
+from xlt_search.task_sampler import TASK_SAMPLERS
+from xlt_search.tasks import Task, get_language, get_task
+from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
+from xlt_search.tracking import check_tracking_scheme
+
+# The splits a task's `files` may name.
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
+def check_spec(spec: SearchSpec) -> None:
+    """Every rule across the spec's keys; the first that fails raises a one-line SpecError."""
+    check_tasks(spec)
+    check_pool(spec)
+    check_targets(spec)
+    check_data(spec)
+    check_subsets(spec)
+    check_budget(spec)
+    check_resources(spec)
+    check_hyperparameters(spec)
+    check_mlflow(spec)
+
+
+def check_tasks(spec: SearchSpec) -> None:
+    """Each task the spec declares or changes: its columns fit its kind, its metric applies, its
+    labels agree, its files name known splits, its languages and training tasks exist."""
+    # Imported here: metrics imports torch, which a spec's check does not otherwise need.
+    from xlt_search.metrics import METRICS_BY_KIND
+
+    registry, languages = spec.registry, spec.known_languages
+    for task in spec.tasks.values():
+        where = f"tasks.{task.key}"
+        _check_columns(task, where)
+        if task.metric not in METRICS_BY_KIND[task.kind]:
+            raise SpecError(
+                f"{where}.metric: '{task.metric}' does not apply to {task.kind} tasks; use one of "
+                f"{', '.join(METRICS_BY_KIND[task.kind])}"
+            )
+        if task.metric == "entity_f1" and not any(name.startswith("B-") for name in task.labels):
+            raise SpecError(
+                f"{where}.metric: entity_f1 reads entities from BIO tags; declare the task's "
+                "labels (e.g. [O, B-PER, I-PER, ...])"
+            )
+        if task.labels and len(task.labels) != task.num_labels:
+            raise SpecError(
+                f"{where}: {len(task.labels)} labels named but num_labels is {task.num_labels}"
+            )
+        if task.kind in ("classification", "tagging") and task.num_labels < 2:
+            raise SpecError(f"{where}.num_labels: a {task.kind} task needs at least 2 labels")
+        _check_files(task, where)
+        for code in task.languages:
+            get_language(code, languages)
+        for key in task.train_tasks:
+            if get_task(key, registry).kind != task.kind:
+                raise SpecError(f"{where}.train_tasks: {key} is not a {task.kind} task")
+
+
+def _check_columns(task: Task, where: str) -> None:
+    fields = KIND_FIELDS[task.kind]
+    for name in task.columns:
+        if name not in fields:
+            raise SpecError(
+                f"{where}.columns: '{name}' is not a field of {task.kind} tasks"
+                f"{did_you_mean(name, fields)}; they read {', '.join(fields)}"
+            )
+    for name in fields:
+        if name not in task.columns and name not in OPTIONAL_FIELDS:
+            raise SpecError(
+                f"{where}.columns: map a column to '{name}' ({task.kind} tasks read it)"
+            )
+
+
+def _check_files(task: Task, where: str) -> None:
+    if task.files is not None and task.layout is None:
+        raise SpecError(
+            f"{where}.files: {task.key} declares no layout of its authors' files; read your files "
+            "through sources instead (path: json, data_files: ...)"
+        )
+    if isinstance(task.files, collections.abc.Mapping):
+        for split in task.files:
+            if split not in SPLITS:
+                raise SpecError(
+                    f"{where}.files: unknown split '{split}'{did_you_mean(split, SPLITS)}; "
+                    f"files maps {', '.join(SPLITS)} to paths"
+                )
+
+
+def check_pool(spec: SearchSpec) -> None:
+    """The pool of intermediate tasks: not empty, no task twice (so no subset holds a task twice),
+    nothing that cannot be trained."""
+    if not spec.pool:
+        raise SpecError("pool: the pool of intermediate tasks is empty; list at least one task")
+    if len(set(spec.pool)) != len(spec.pool):
+        raise SpecError("pool: a task is listed twice")
+    for key in spec.pool:
+        if get_task(key, spec.registry).kind == "retrieval":
+            raise SpecError(
+                f"pool: {key} is a retrieval task, which has nothing to train on; remove it"
+            )
+
+
+def check_targets(spec: SearchSpec) -> None:
+    """The targets: at least one, each once, with data in the languages asked for, at least one
+    of them not English, and English training data that fits the target's head."""
+    registry, languages = spec.registry, spec.known_languages
+    if not spec.targets:
+        raise SpecError("targets: list at least one target task")
+    keys = [target.task for target in spec.targets]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise SpecError(f"targets: {key} is listed twice; list each target once")
+    for target in spec.targets:
+        task = get_task(target.task, registry)
+        for code in target.languages:
+            get_language(code, languages)
+            if code not in task.languages:
+                raise SpecError(
+                    f"targets: {target.task} has no '{code}' data; "
+                    f"its languages are {', '.join(task.languages)}"
+                )
+        if not any(code != "en" for code in target.languages or task.languages):
+            raise SpecError(
+                f"targets: {target.task} needs at least one non-English language to score transfer"
+            )
+    for target in spec.fine_tuned_targets:
+        _check_training_data(registry[target.task], registry)
+
+
+def _check_training_data(target: Task, registry: dict[str, Task]) -> None:
+    """A fine-tuned target trains one head on its `train_tasks` (or on itself): each must be of
+    its kind, and of its number of labels where the head has one output per label."""
+    for key in target.train_tasks or (target.key,):
+        source = get_task(key, registry)
+        if source.kind != target.kind or (
+            target.kind in ("classification", "tagging") and source.num_labels != target.num_labels
+        ):
+            raise SpecError(
+                f"targets: {target.key} trains on {key}, a {source.kind} task with "
+                f"{source.num_labels} labels; it must match the target's kind and labels "
+                f"({target.kind}, {target.num_labels})"
+            )
+
+
+def check_data(spec: SearchSpec) -> None:
+    """The data section: caps on known training tasks, at least 1 example, a usable length."""
+    data = spec.data
+    for key, cap in data.max_train_examples_per_task.items():
+        task = get_task(key, spec.registry)
+        if task.train_tasks:
+            raise SpecError(
+                f"data.max_train_examples_per_task.{key}: {key} trains on "
+                f"{' and '.join(task.train_tasks)}; cap {task.train_tasks[0]} instead"
+            )
+        if cap < 1:
+            raise SpecError(f"data.max_train_examples_per_task.{key}: must be at least 1")
+    if data.max_train_examples is not None and data.max_train_examples < 1:
+        raise SpecError("data.max_train_examples: must be at least 1 (or null for no cap)")
+    if data.max_seq_length < 8:
+        raise SpecError("data.max_seq_length: must be at least 8")
+
+
+def check_subsets(spec: SearchSpec) -> None:
+    """The subsets and seeds: sizes the pool allows, positive counts, and what optuna cannot do
+    (run the baseline, repeat a configuration over seeds)."""
+    subsets = spec.subsets
+    for size in subsets.sizes:
+        if not 1 <= size <= len(spec.pool):
+            raise SpecError(
+                f"subsets.sizes: size {size} is impossible with a pool of {len(spec.pool)} tasks; "
+                f"use sizes from 1 to {len(spec.pool)}"
+            )
+    for name in ("per_size", "num_samples"):
+        if getattr(subsets, name) < 1:
+            raise SpecError(f"subsets.{name}: must be at least 1")
+    if subsets.sampler == "optuna" and subsets.baseline:
+        raise SpecError(
+            "subsets.baseline: the optuna sampler picks every trial itself and cannot run the "
+            "baseline; remove the key, or run the baseline in a spec with sampler: grid"
+        )
+    if spec.seeds < 1:
+        raise SpecError("seeds: must be at least 1")
+    if spec.seeds > 1 and subsets.sampler == "optuna":
+        raise SpecError(
+            "seeds: the optuna sampler picks each configuration once; use seeds: 1, or a "
+            "stratified, random or grid sampler to repeat configurations over seeds"
+        )
+
+
+def check_budget(spec: SearchSpec) -> None:
+    """The budget: at least one step in each phase, probes of zero steps or more, and rungs ASHA
+    can place within a trial's budget."""
+    budget = spec.budget
+    for name in ("intermediate_steps", "target_steps", "report_every_steps", "probe_steps"):
+        if getattr(budget, name) < (0 if name == "probe_steps" else 1):
+            raise SpecError(f"budget.{name}: must be positive")
+    if budget.reduction_factor < 2:
+        raise SpecError("budget.reduction_factor: must be at least 2")
+    if budget.survivors_per_size < 1:
+        raise SpecError(
+            f"budget.survivors_per_size: {budget.survivors_per_size}; at least 1 trial of each "
+            "subset size must pass each rung, or the scaling curve has sizes with no result"
+        )
+    if spec.grace_period_steps > spec.max_budget_steps:
+        raise SpecError(
+            f"budget.grace_period_steps: {spec.grace_period_steps} is past a trial's whole budget "
+            f"({spec.max_budget_steps} steps); lower it"
+        )
+
+
+def check_resources(spec: SearchSpec) -> None:
+    """What a trial asks Ray for, how many run at once and how often one is retried."""
+    resources = spec.resources
+    if resources.cpu <= 0 or resources.gpu < 0:
+        raise SpecError("resources: cpu must be > 0 and gpu >= 0")
+    if resources.gpu > 1 and not float(resources.gpu).is_integer():
+        raise SpecError(
+            "resources.gpu: above 1 a trial takes whole GPUs (e.g. 2); fractions are for gpu < 1"
+        )
+    if spec.max_concurrent_trials < 0 or spec.max_failures < 0:
+        raise SpecError("max_concurrent_trials and max_failures must be >= 0")
+
+
+def check_hyperparameters(spec: SearchSpec) -> None:
+    """The hyperparameters' values: known task samplers, finite numbers >= 0, a batch of at
+    least one example."""
+    sampler_domain = spec.hyperparameters.get("task_sampler")
+    for value in sampler_domain.values if sampler_domain else ():
+        if value not in TASK_SAMPLERS:
+            raise SpecError(
+                f"hyperparameters.task_sampler: '{value}'{did_you_mean(value, TASK_SAMPLERS)} "
+                f"is not one of {', '.join(TASK_SAMPLERS)}"
+            )
+    for name, domain in spec.hyperparameters.items():
+        numbers = [v for v in domain.values if isinstance(v, int | float)]
+        if any(not math.isfinite(v) or v < 0 for v in numbers):
+            raise SpecError(f"hyperparameters.{name}: values must be finite and >= 0")
+    batch_domain = spec.hyperparameters.get("per_device_batch_size")
+    if batch_domain and min(batch_domain.values) < 1:
+        raise SpecError("hyperparameters.per_device_batch_size: must be at least 1")
+
+
+def check_mlflow(spec: SearchSpec) -> None:
+    """The tracking URI names a store MLflow serves (no network: the server is checked later)."""
+    check_tracking_scheme(spec.tracking_uri)

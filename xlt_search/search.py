@@ -25,8 +25,7 @@ from xlt_search.errors import TrialDiverged, UserError
 from xlt_search.spec import Domain, SearchSpec
 
 if TYPE_CHECKING:
-    from xlt_search.coverage import SplitCoverage
-    from xlt_search.data import PreparedData
+    from xlt_search.data import PreparedData, SplitCoverage
     from xlt_search.tracking import SearchLogger
 
 
@@ -139,7 +138,8 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
 
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
     """
-    from xlt_search import coverage, tracking
+    from xlt_search import tracking
+    from xlt_search.data import coverage
 
     plan = make_plan(spec)
     model, data, measured = prepare_search(spec)  # the tracking URI is its first check
@@ -232,7 +232,8 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
     """
     import sys
 
-    from xlt_search import coverage, preflight, tracking
+    from xlt_search import preflight, tracking
+    from xlt_search.data import coverage
 
     tracking.check_tracking_uri(spec.tracking_uri)
     _check_storage(spec)

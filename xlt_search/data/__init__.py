@@ -28,7 +28,10 @@ import numpy as np
 import torch
 from datasets.exceptions import DatasetNotFoundError
 
-from xlt_search import coverage, preflight
+from xlt_search import preflight
+from xlt_search.data import coverage
+from xlt_search.data.coverage import SplitCoverage as SplitCoverage
+from xlt_search.data.coverage import text_batches as text_batches
 from xlt_search.encoders import check_length, read_traits
 from xlt_search.errors import UserError
 from xlt_search.tasks.base import (
@@ -117,7 +120,7 @@ def load_task_split(
     """
     task = _as_task(task)
     if task.files is not None:  # the authors' own files, as the task's layout declares them
-        from xlt_search.layouts import read_files
+        from xlt_search.data.layouts import read_files
 
         return _canonical_columns(*read_files(task, split, language))
     if not task.sources:
@@ -165,7 +168,7 @@ def _load_source(
     except ValueError as error:  # an unknown config or split
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if path != source.path:  # a mirror folder not laid out as the hub repository
-            from xlt_search.layouts import mirror_error
+            from xlt_search.data.layouts import mirror_error
 
             raise DataError(mirror_error(task, source, path, detail)) from None
         raise DataError(f"task {task.key}: loading {source.path} ({name}): {detail}") from None
@@ -847,7 +850,7 @@ def _source_id(task: Task, split: str, language: str, mirror: str | Path | None)
     """The identity of a split's data: local files by content (wherever they live), a mirrored
     hub dataset by its files' names, sizes and times, hub data by id and revision."""
     if task.files is not None:
-        from xlt_search.layouts import files_id
+        from xlt_search.data.layouts import files_id
 
         return [files_id(task, split, language)]
     ids = []

@@ -9,11 +9,8 @@ and a second search with the same tokenizer and lengths reuses them. Trials draw
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import shutil
-import string
 import tempfile
 import time
 import zlib
@@ -32,6 +29,8 @@ from xlt_search import preflight
 from xlt_search.data import coverage
 from xlt_search.data.coverage import SplitCoverage as SplitCoverage
 from xlt_search.data.coverage import text_batches as text_batches
+from xlt_search.data.errors import DataError, DataUnavailable
+from xlt_search.data.sources import content_digest, digest, fill_placeholders, local_copy
 from xlt_search.encoders import check_length, read_traits
 from xlt_search.errors import UserError
 from xlt_search.tasks.base import (
@@ -47,14 +46,6 @@ from xlt_search.tasks.base import (
 # 4: pairs keep their token_type_ids for an encoder that reads segment ids, and each split's
 # folder holds its tokenizer coverage (`coverage.FILE`).
 FORMAT_VERSION = 4
-
-
-class DataError(UserError):
-    """A task whose data does not fit its declaration (a missing column, split or label)."""
-
-
-class DataUnavailable(UserError):
-    """A dataset that cannot be read: not on disk, and the hub unreachable."""
 
 
 @dataclass(frozen=True)
@@ -140,19 +131,21 @@ def _load_source(
     task: Task, source: DataSource, split: str, language: str, mirror: str | Path | None
 ) -> datasets.Dataset:
     code = source.code(language)
-    source_split = _fill(source.splits[split], code)
+    source_split = fill_placeholders(source.splits[split], code)
     kwargs: dict[str, Any] = {"split": source_split}
     if source.data_files is not None:
         if split not in source.data_files:
             raise DataError(f"task {task.key} declares no data file for its '{split}' split")
-        kwargs["data_files"] = {_split_name(source_split): _fill(source.data_files[split], code)}
+        kwargs["data_files"] = {
+            _split_name(source_split): fill_placeholders(source.data_files[split], code)
+        }
         kwargs["split"] = _split_name(source_split)
-    path = _local_copy(source, mirror)
+    path = local_copy(source, mirror)
     if source.revision is not None and path == source.path:
         kwargs["revision"] = source.revision
     if source.data_dir is not None:
-        kwargs["data_dir"] = _fill(source.data_dir, code)
-    name = _fill(source.name, code) if source.name is not None else None
+        kwargs["data_dir"] = fill_placeholders(source.data_dir, code)
+    name = fill_placeholders(source.name, code) if source.name is not None else None
     try:
         raw = datasets.load_dataset(path, name, **kwargs)
     except (ConnectionError, FileNotFoundError, DatasetNotFoundError) as error:
@@ -180,15 +173,6 @@ def _load_source(
 def _split_name(source_split: str) -> str:
     """A name for local files' split: a ``+``-joined hub split name is not a valid one."""
     return source_split if "+" not in source_split else "train"
-
-
-def _local_copy(source: DataSource, mirror: str | Path | None) -> str:
-    """The mirror's copy of a hub source, when it has one; otherwise the source's own path."""
-    if mirror is not None and source.is_hub:
-        local = Path(mirror).expanduser() / source.path
-        if local.is_dir():
-            return str(local)
-    return source.path
 
 
 def _unavailable(
@@ -271,7 +255,7 @@ def prepare_data(
         )
     traits = read_traits(tokenizer, tok)
     check_length(tokenizer, traits, max_seq_length)
-    tokenizer_id = _digest(type(tok).__name__, tok.backend_tokenizer.to_str(), traits.segments)
+    tokenizer_id = digest(type(tok).__name__, tok.backend_tokenizer.to_str(), traits.segments)
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -282,7 +266,7 @@ def prepare_data(
         cap = None
         if request.split == "train":
             cap = (max_train_examples_per_task or {}).get(request.task, max_train_examples)
-        fingerprint = _digest(
+        fingerprint = digest(
             FORMAT_VERSION,
             tokenizer_id,
             max_seq_length,
@@ -738,23 +722,6 @@ def _lookup_language(languages: Mapping[str, Language], code: str) -> Language:
     return languages[code]
 
 
-def _fill(template: str, language: str) -> str:
-    """Fill a DataSource string's placeholders; the synthetic suite is made only when named."""
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    unknown = fields - {"lang", "synthetic_root"}
-    if unknown:
-        raise DataError(
-            f"unknown placeholder {{{sorted(unknown)[0]}}} in '{template}'; "
-            "known: {lang}, {synthetic_root}"
-        )
-    values = {"lang": language}
-    if "synthetic_root" in fields:
-        from xlt_search.synthetic import ensure_suite
-
-        values["synthetic_root"] = str(ensure_suite())
-    return template.format(**values)
-
-
 def _canonical_columns(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
     """The kind's fields, named canonically, read from the source's columns as `task.columns`
     maps them; labels and tags become class indices (-1 for an unlabelled row)."""
@@ -857,37 +824,21 @@ def _source_id(task: Task, split: str, language: str, mirror: str | Path | None)
     for source in task.sources:
         if split not in source.splits:
             continue
-        local = _local_copy(source, mirror)
+        local = local_copy(source, mirror)
         if source.data_files is not None and split in source.data_files:
-            pattern = _fill(source.data_files[split], source.code(language))
+            pattern = fill_placeholders(source.data_files[split], source.code(language))
             files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-            ids.append(_content_digest([Path(name) for name in files]))
+            ids.append(content_digest([Path(name) for name in files]))
         elif local != source.path:
             listing = sorted(
                 (str(path.relative_to(local)), path.stat().st_size, path.stat().st_mtime_ns)
                 for path in Path(local).rglob("*")
                 if path.is_file() and ".cache" not in path.parts
             )
-            ids.append(_digest(listing))
+            ids.append(digest(listing))
         else:
             ids.append(f"{source.path}:{source.name}:{source.revision}")
     return ids
-
-
-def _content_digest(files: Sequence[Path]) -> str:
-    hasher = hashlib.sha256()
-    for path in files:
-        if not path.is_file():
-            return f"missing:{path}"  # loading reports it
-        hasher.update(f"{path.stat().st_size}:".encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(block)
-    return hasher.hexdigest()
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 def _save_atomically(

@@ -294,8 +294,7 @@ def test_an_encoder_of_the_specs_own_words_reads_every_split(
 def test_coverage_counts_truncation_and_leaves_unspaced_scripts_without_words(
     toy_world: ToyWorld, tmp_path: Path
 ) -> None:
-    from xlt_search import coverage
-    from xlt_search.data import SplitRequest, prepare_data
+    from xlt_search.data import SplitRequest, coverage, prepare_data
     from xlt_search.tasks.base import Language
 
     requests = [SplitRequest("toy_nli", "train", "en"), SplitRequest("toy_qa", "validation", "ta")]

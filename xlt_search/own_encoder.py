@@ -58,7 +58,7 @@ def spec_words(
 
 
 def _words(task: Task, raw: datasets.Dataset) -> Iterator[str]:
-    from xlt_search.coverage import text_batches
+    from xlt_search.data import text_batches
 
     for texts, pretokenized in text_batches(task, raw):
         for text in texts:

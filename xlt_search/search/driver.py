@@ -20,7 +20,7 @@ from xlt_search.search.paths import cache_dir, experiment_path, results_dir
 from xlt_search.search.plan import make_plan, target_configs
 
 if TYPE_CHECKING:
-    from xlt_search.coverage import SplitCoverage
+    from xlt_search.data import SplitCoverage
     from xlt_search.data import PreparedData
     from xlt_search.spec import SearchSpec
     from xlt_search.tracking import SearchLogger
@@ -31,7 +31,8 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
 
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
     """
-    from xlt_search import chance, coverage, tracking
+    from xlt_search import chance, tracking
+    from xlt_search.data import coverage
 
     plan = make_plan(spec)
     model, data, measured = prepare_search(spec)  # the tracking URI is its first check
@@ -119,7 +120,8 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
     unknown tokens; a split that is mostly unknown tokens stops the search unless the spec sets
     `data.allow_unknown_tokens`. Returns the model, the prepared data and the coverage.
     """
-    from xlt_search import coverage, preflight, tracking
+    from xlt_search import preflight, tracking
+    from xlt_search.data import coverage
 
     tracking.check_tracking_uri(spec.tracking_uri)
     checks.check_storage(spec)

@@ -33,7 +33,7 @@ from xlt_search.errors import UserError
 if TYPE_CHECKING:
     import datasets
 
-    from xlt_search.data import PreparedData
+    from xlt_search.data.cache import PreparedData
     from xlt_search.tasks.base import Language, Task
 
 FILE = "xlt_coverage.json"  # in each prepared split's folder, beside the Arrow files

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import datasets
 
-from xlt_search.data import DataError, DataUnavailable, _content_digest, _digest, _fill
+from xlt_search.data.errors import DataError, DataUnavailable
+from xlt_search.data.sources import content_digest, digest, fill_placeholders
 from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _CONLLU_FEATURES = datasets.Features(
@@ -44,7 +45,7 @@ _SQUAD_FEATURES = datasets.Features(
 
 def read_files(task: Task, split: str, language: str) -> tuple[Task, datasets.Dataset]:
     """One split of `task` read from its `files` as its `layout` says, and the task with the
-    layout's columns (what `_canonical_columns` then maps to the kind's fields)."""
+    layout's columns (which loading then maps onto the kind's canonical fields)."""
     layout = _layout(task)
     paths = resolve_files(task, split, language)
     try:
@@ -83,7 +84,7 @@ def resolve_files(task: Task, split: str, language: str) -> list[str]:
                 f"task {task.key}: its authors ship no '{split}' split; they ship "
                 f"{', '.join(layout.files)}"
             )
-        pattern = str(Path(task.files).expanduser() / _fill(layout.files[split], code))
+        pattern = str(Path(task.files).expanduser() / fill_placeholders(layout.files[split], code))
     else:
         files = task.files or {}
         if split not in files:
@@ -91,7 +92,7 @@ def resolve_files(task: Task, split: str, language: str) -> list[str]:
                 f"task {task.key}: tasks.{task.key}.files names no file for its '{split}' split; "
                 f"add {split}: PATH ({_expected(task)})"
             )
-        pattern = str(Path(_fill(files[split], code)).expanduser())
+        pattern = str(Path(fill_placeholders(files[split], code)).expanduser())
     paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
     if not paths or not Path(paths[0]).is_file():
         raise DataUnavailable(
@@ -104,7 +105,7 @@ def resolve_files(task: Task, split: str, language: str) -> list[str]:
 def files_id(task: Task, split: str, language: str) -> str:
     """The identity of a split read from files: the layout and the files' contents."""
     paths = [Path(path) for path in resolve_files(task, split, language)]
-    return _digest(repr(task.layout), _content_digest(paths))
+    return digest(repr(task.layout), content_digest(paths))
 
 
 def mirror_error(task: Task, source: DataSource, copy: str, detail: str) -> str:
@@ -114,7 +115,7 @@ def mirror_error(task: Task, source: DataSource, copy: str, detail: str) -> str:
     download = f"`hf download {source.path} --repo-type dataset{revision} --local-dir {copy}`"
     layout = task.layout
     if layout is not None and any(
-        glob.glob(str(Path(copy) / _fill(pattern, layout.code(lang))))
+        glob.glob(str(Path(copy) / fill_placeholders(pattern, layout.code(lang))))
         for pattern in layout.files.values()
         for lang in task.languages
     ):
@@ -178,7 +179,7 @@ def _read_conllu(paths: Sequence[str]) -> datasets.Dataset:
         _conllu_sentences,
         features=_CONLLU_FEATURES,
         gen_kwargs={"paths": [str(path) for path in files]},
-        fingerprint=_digest("conllu", _content_digest(files)),
+        fingerprint=digest("conllu", content_digest(files)),
     )
 
 

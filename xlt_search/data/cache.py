@@ -1,0 +1,261 @@
+"""The prepared cache: every split a search reads, tokenized once and saved as Arrow under a
+fingerprint of everything that shapes it.
+
+The driver calls `prepare_data` once per search, so trials only memory-map files (`PreparedData`)
+and a second search with the same tokenizer and lengths reuses them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from xlt_search import preflight
+from xlt_search.data import coverage
+from xlt_search.data.errors import DataUnavailable
+from xlt_search.data.layouts import files_id
+from xlt_search.data.loading import load_task_split
+from xlt_search.data.sources import content_digest, digest, fill_placeholders, local_copy
+from xlt_search.data.tokenization import tokenize
+from xlt_search.encoders import check_length, read_traits
+from xlt_search.errors import UnknownTaskError, UserError, did_you_mean
+from xlt_search.tasks.base import Language, Task
+
+# Bump when tokenization (`tokenization.py`) or what a split's folder holds changes, so caches made
+# by older code are not reused.
+# 4: pairs keep their token_type_ids for an encoder that reads segment ids, and each split's
+# folder holds its tokenizer coverage (`coverage.FILE`).
+FORMAT_VERSION = 4
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """One split a search needs: a task's `split` (train, validation, test) in one language."""
+
+    task: str
+    split: str
+    language: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.split}/{self.language}"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Where the tokenized splits of a search live, and the declarations they were made from.
+
+    Small and picklable: it travels to every trial, which opens splits with `load`.
+    """
+
+    root: str
+    splits: Mapping[str, str]  # SplitRequest.key -> directory written by `save_to_disk`
+    tasks: Mapping[str, Task]
+    families: Mapping[str, str]  # language code -> family
+    tokenizer: str
+    pad_token_id: int
+    max_seq_length: int
+    pooling: str = "first"  # what the model's classification heads pool (`encoders.pooling`)
+
+    def path(self, task: str, split: str, language: str) -> Path:
+        """The directory of one prepared split."""
+        key = SplitRequest(task, split, language).key
+        if key not in self.splits:
+            raise KeyError(
+                f"split {key} was not prepared for this search; prepared: {', '.join(self.splits)}"
+            )
+        return Path(self.splits[key])
+
+    def load(self, task: str, split: str, language: str) -> datasets.Dataset:
+        """One prepared split, memory-mapped and torch-formatted."""
+        return datasets.load_from_disk(str(self.path(task, split, language))).with_format("torch")
+
+    def task(self, key: str) -> Task:
+        """The declaration of task `key`, as the data was prepared with it."""
+        try:
+            return self.tasks[key]
+        except KeyError:
+            raise KeyError(f"task {key} was not prepared for this search") from None
+
+
+def prepare_data(
+    requests: Sequence[SplitRequest],
+    tokenizer: str,
+    max_seq_length: int,
+    max_train_examples: int | None,
+    cache_dir: Path,
+    seed: int,
+    *,
+    max_train_examples_per_task: Mapping[str, int] | None = None,
+    registry: Mapping[str, Task] | None = None,
+    languages: Mapping[str, Language] | None = None,
+    mirror: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PreparedData:
+    """Tokenize every requested split into `cache_dir` (once; later calls reuse the files).
+
+    Each split is saved under a fingerprint of the tokenizer, `max_seq_length`, the train cap and
+    seed, the task's declaration and its sources (file contents, a mirror's file listing, or hub
+    id and revision). Training splits larger than their cap (`max_train_examples`, or the task's
+    own in `max_train_examples_per_task`) are subsampled, deterministically from `seed`. `registry` and
+    `languages` default to the task registry's; `mirror` is where hub datasets are copied to.
+    `progress` is given one line per split it tokenizes. `tokenizer` names the model (its
+    folder or hub id): its config says whether pairs keep their segment ids and how long a
+    sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`). Each
+    split's labels are checked against its task's (`preflight.check_labels`), and how well the
+    tokenizer reads it is measured and saved in its folder (`coverage`).
+    """
+    from transformers import AutoTokenizer
+
+    registry, languages = _registries(registry, languages)
+    if max_seq_length < 8:
+        raise ValueError(f"max_seq_length must be at least 8, got {max_seq_length}")
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+    except OSError as error:  # not a local folder, not in the hub cache, hub unreachable
+        raise DataUnavailable(
+            f"model {tokenizer} cannot be loaded ({str(error).strip().splitlines()[0]}); offline, "
+            f"download it where there is network (`hf download {tokenizer} --local-dir DIR`), "
+            "copy DIR here and set model: DIR in the spec"
+        ) from None
+    if not tok.is_fast or tok.pad_token_id is None:
+        raise UserError(
+            f"tokenizer {tokenizer} must be a fast tokenizer with a padding token "
+            "(offsets and word ids are needed for span and tagging tasks)"
+        )
+    traits = read_traits(tokenizer, tok)
+    check_length(tokenizer, traits, max_seq_length)
+    tokenizer_id = digest(type(tok).__name__, tok.backend_tokenizer.to_str(), traits.segments)
+    cache_dir = Path(cache_dir).resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    splits: dict[str, str] = {}
+    unique = list(dict.fromkeys(requests))  # in order
+    for number, request in enumerate(unique, 1):
+        task = _lookup(registry, request.task)
+        cap = None
+        if request.split == "train":
+            cap = (max_train_examples_per_task or {}).get(request.task, max_train_examples)
+        fingerprint = digest(
+            FORMAT_VERSION,
+            tokenizer_id,
+            max_seq_length,
+            cap,
+            seed if cap is not None else None,
+            task.kind,
+            repr(task.sources),
+            sorted(task.columns.items()),
+            task.labels,
+            task.num_labels,
+            request.split,
+            request.language,
+            _source_id(task, request.split, request.language, mirror),
+        )
+        target = cache_dir / f"{request.task}.{request.split}.{request.language}-{fingerprint[:16]}"
+        if not (target / "dataset_info.json").exists():
+            started = time.perf_counter()
+            dataset = load_task_split(task, request.split, request.language, mirror=mirror)
+            preflight.check_labels(task, dataset, request.key)
+            if cap is not None and len(dataset) > cap:
+                rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
+                dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
+            tokenized = tokenize(task, dataset, tok, max_seq_length, segments=traits.segments)
+            measured = coverage.measure(task, dataset, tokenized, tok, max_seq_length)
+            _save_atomically(tokenized, target, partial(coverage.save, coverage=measured))
+            if progress is not None:
+                progress(
+                    f"[{number}/{len(unique)}] tokenized {request.key}: {len(tokenized)} "
+                    f"examples in {time.perf_counter() - started:.1f} s"
+                )
+        splits[request.key] = str(target)
+
+    codes = sorted({r.language for r in requests})
+    return PreparedData(
+        root=str(cache_dir),
+        splits=splits,
+        tasks={r.task: _lookup(registry, r.task) for r in requests},
+        families={code: _lookup_language(languages, code).family for code in codes},
+        tokenizer=tokenizer,
+        pad_token_id=int(tok.pad_token_id),
+        max_seq_length=max_seq_length,
+        pooling=traits.pooling,
+    )
+
+
+def _registries(
+    registry: Mapping[str, Task] | None, languages: Mapping[str, Language] | None
+) -> tuple[Mapping[str, Task], Mapping[str, Language]]:
+    if registry is None or languages is None:
+        from xlt_search import tasks
+
+        registry = tasks.REGISTRY if registry is None else registry
+        languages = tasks.LANGUAGES if languages is None else languages
+    return registry, languages
+
+
+def _lookup(registry: Mapping[str, Task], key: str) -> Task:
+    if key not in registry:
+        raise UnknownTaskError(f"unknown task '{key}'{did_you_mean(key, registry)}")
+    return registry[key]
+
+
+def _lookup_language(languages: Mapping[str, Language], code: str) -> Language:
+    if code not in languages:
+        raise UnknownTaskError(f"unknown language '{code}'{did_you_mean(code, languages)}")
+    return languages[code]
+
+
+def _source_id(task: Task, split: str, language: str, mirror: str | Path | None) -> list[str]:
+    """The identity of a split's data: local files by content (wherever they live), a mirrored
+    hub dataset by its files' names, sizes and times, hub data by id and revision."""
+    if task.files is not None:
+        return [files_id(task, split, language)]
+    ids = []
+    for source in task.sources:
+        if split not in source.splits:
+            continue
+        local = local_copy(source, mirror)
+        if source.data_files is not None and split in source.data_files:
+            pattern = fill_placeholders(source.data_files[split], source.code(language))
+            files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            ids.append(content_digest([Path(name) for name in files]))
+        elif local != source.path:
+            listing = sorted(
+                (str(path.relative_to(local)), path.stat().st_size, path.stat().st_mtime_ns)
+                for path in Path(local).rglob("*")
+                if path.is_file() and ".cache" not in path.parts
+            )
+            ids.append(digest(listing))
+        else:
+            ids.append(f"{source.path}:{source.name}:{source.revision}")
+    return ids
+
+
+def _save_atomically(
+    dataset: datasets.Dataset, target: Path, add: Callable[[Path], None] | None = None
+) -> None:
+    """Write beside `target` (and `add` to the folder), then rename it into place: readers never
+    see half a split."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(scratch / "split"))
+        if add is not None:
+            add(scratch / "split")
+        try:
+            os.rename(scratch / "split", target)
+        except OSError:
+            if not (target / "dataset_info.json").exists():
+                raise  # not a concurrent writer that got there first
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

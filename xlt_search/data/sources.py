@@ -1,0 +1,60 @@
+"""Where a task's data is, for one language, and what identifies it: a declaration's placeholders
+filled in, a hub dataset's copy in the mirror, and the digests of values and of files' contents that
+fingerprints are made of."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from xlt_search.data.errors import DataError
+from xlt_search.tasks.base import DataSource
+
+
+def fill_placeholders(template: str, language: str) -> str:
+    """Fill a DataSource string's placeholders; the synthetic suite is made only when named."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = fields - {"lang", "synthetic_root"}
+    if unknown:
+        raise DataError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}} in '{template}'; "
+            "known: {lang}, {synthetic_root}"
+        )
+    values = {"lang": language}
+    if "synthetic_root" in fields:
+        from xlt_search.synthetic import ensure_suite
+
+        values["synthetic_root"] = str(ensure_suite())
+    return template.format(**values)
+
+
+def local_copy(source: DataSource, mirror: str | Path | None) -> str:
+    """The mirror's copy of a hub source, when it has one; otherwise the source's own path."""
+    if mirror is not None and source.is_hub:
+        local = Path(mirror).expanduser() / source.path
+        if local.is_dir():
+            return str(local)
+    return source.path
+
+
+def content_digest(files: Sequence[Path]) -> str:
+    """A digest of the files' sizes and contents, in order (``missing:PATH`` for the first file
+    that is not there, which loading then reports)."""
+    hasher = hashlib.sha256()
+    for path in files:
+        if not path.is_file():
+            return f"missing:{path}"
+        hasher.update(f"{path.stat().st_size}:".encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    return hasher.hexdigest()
+
+
+def digest(*parts: Any) -> str:
+    """A hex digest of JSON-serializable `parts` (others by their `str`)."""
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()

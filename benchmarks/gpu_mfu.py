@@ -38,7 +38,7 @@ def build(device: str, tiny: bool) -> Any:
     import torch
     from transformers import AutoModel, XLMRobertaConfig
 
-    from xlt_search.model import MultiTaskModel
+    from xlt_search.trial import MultiTaskModel
 
     shape = (
         dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
@@ -81,7 +81,7 @@ def train(
     the GPU's memory (GiB), the tokens timed and the wall-clock start and end of the timing."""
     import torch
 
-    from xlt_search.pipeline import _optimizer, _train_step
+    from xlt_search.trial.protocol import _optimizer, _train_step
 
     device, batch_size, seq_length = run.device, run.batch_size, run.seq_length
     steps, warmup_steps = run.steps, run.warmup_steps

@@ -16,12 +16,13 @@ from conftest import ToyWorld
 
 from xlt_search.data import PreparedData, SplitRequest, eval_batches, prepare_data
 from xlt_search.errors import TrialDiverged
-from xlt_search.model import MultiTaskModel, load_encoder
-from xlt_search.pipeline import (
+from xlt_search.trial import (
     STATE_FILE,
+    MultiTaskModel,
     TargetConfig,
     TrialConfig,
     evaluate,
+    load_encoder,
     required_splits,
     run_trial,
 )

@@ -29,17 +29,18 @@ from xlt_search.data import (
     prepare_data,
 )
 from xlt_search.metrics import METRICS_BY_KIND
-from xlt_search.model import MultiTaskModel, load_encoder
-from xlt_search.pipeline import (
+from xlt_search.synthetic.encoder import save_encoder
+from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, DataSource, Task
+from xlt_search.tracking import load_trials
+from xlt_search.trial import (
+    MultiTaskModel,
     TargetConfig,
     TrialConfig,
     evaluate,
     evaluate_retrieval,
+    load_encoder,
     run_trial,
 )
-from xlt_search.synthetic.encoder import save_encoder
-from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, DataSource, Task
-from xlt_search.tracking import load_trials
 
 MAX_SEQ_LENGTH = 48
 

@@ -248,8 +248,8 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
 def _prepare(spec: SearchSpec) -> tuple[str, PreparedData]:
     """The model's local folder (or hub id), and every split the search reads, tokenized once."""
     from xlt_search.data import prepare_data
-    from xlt_search.pipeline import required_splits
     from xlt_search.synthetic import resolve_model
+    from xlt_search.trial import required_splits
 
     model = resolve_model(spec.model)
     print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")
@@ -362,7 +362,7 @@ def _check_storage(spec: SearchSpec) -> None:
 
 def _check_experiment(path: str) -> None:
     """Refuse, in one line, an experiment folder that is gone or holds a damaged checkpoint."""
-    from xlt_search.pipeline import STATE_FILE, check_checkpoint
+    from xlt_search.trial import STATE_FILE, check_checkpoint
 
     if _is_uri(path):
         return  # Tune reads cloud storage itself and reports what it cannot find
@@ -495,7 +495,7 @@ def _cache_dir(spec: SearchSpec) -> Path:
 
 
 def _target_configs(spec: SearchSpec) -> tuple[Any, ...]:
-    from xlt_search.pipeline import TargetConfig
+    from xlt_search.trial import TargetConfig
 
     registry = spec.registry
     return tuple(
@@ -660,8 +660,8 @@ def _train(
     from ray import tune
 
     from xlt_search import interrupts
-    from xlt_search.pipeline import TrialConfig, checkpoint_budget_steps, run_trial
     from xlt_search.spec import HYPERPARAMETERS
+    from xlt_search.trial import TrialConfig, checkpoint_budget_steps, run_trial
 
     device = "cpu"
     if gpu_fraction > 0 and torch.cuda.is_available():

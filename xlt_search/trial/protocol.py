@@ -44,9 +44,15 @@ from xlt_search.metrics import (
     squad_scores,
     tagging_scores,
 )
-from xlt_search.model import MultiTaskModel, decode_spans, load_encoder, mean_pooled, pick_answers
-from xlt_search.task_sampler import TaskSampler
 from xlt_search.tasks.base import Task
+from xlt_search.trial.model import (
+    MultiTaskModel,
+    decode_spans,
+    load_encoder,
+    mean_pooled,
+    pick_answers,
+)
+from xlt_search.trial.task_sampler import TaskSampler
 
 STATE_FILE = "trial_state.pt"
 PROGRESS_FILE = "progress.json"  # beside the state: the budget_steps it was saved at, cheap to read

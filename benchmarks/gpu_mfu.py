@@ -81,7 +81,7 @@ def train(
     the GPU's memory (GiB), the tokens timed and the wall-clock start and end of the timing."""
     import torch
 
-    from xlt_search.trial.protocol import _optimizer, _train_step
+    from xlt_search.trial import make_optimizer, train_step
 
     device, batch_size, seq_length = run.device, run.batch_size, run.seq_length
     steps, warmup_steps = run.steps, run.warmup_steps
@@ -91,7 +91,7 @@ def train(
     model = build(device, run.tiny)
     if compiled:
         model.encoder = torch.compile(model.encoder)
-    optimizer, scheduler = _optimizer(model, 5e-5, 0.01, 0.1, steps)
+    optimizer, scheduler = make_optimizer(model, 5e-5, 0.01, 0.1, steps)
     generator = torch.Generator().manual_seed(0)
     vocab = model.encoder.config.vocab_size
     batch = {
@@ -106,7 +106,7 @@ def train(
             torch.cuda.synchronize()
 
     for _ in range(warmup_steps):
-        _train_step(model, "xnli", batch, optimizer, scheduler)
+        train_step(model, "xnli", batch, optimizer, scheduler)
     synchronize()
     if barrier is not None:
         import ray
@@ -114,7 +114,7 @@ def train(
         ray.get(barrier.wait.remote())
     started_at, started = time.time(), time.perf_counter()
     for _ in range(steps - warmup_steps):
-        _train_step(model, "xnli", batch, optimizer, scheduler)
+        train_step(model, "xnli", batch, optimizer, scheduler)
     synchronize()
     seconds = time.perf_counter() - started
     tokens = (steps - warmup_steps) * batch_size * seq_length

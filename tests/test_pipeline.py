@@ -258,16 +258,6 @@ def test_span_targets_and_tagging_heads_evaluate(
     assert 0 <= evaluate(model, "toy_tags", task, batches)[task.metric] <= 1
 
 
-def test_settings_that_cannot_work_fail_before_training(
-    toy_world: ToyWorld, toy_data: PreparedData
-) -> None:
-    english_only = (TargetConfig("toy_nli", ("en",)),)
-    with pytest.raises(ValueError, match="non-English"):
-        run_trial(toy_config(toy_world, targets=english_only), toy_data, Recorder())
-    with pytest.raises(ValueError, match="report_every_steps"):
-        run_trial(toy_config(toy_world, report_every_steps=0), toy_data, Recorder())
-
-
 # The synthetic suite: the pipeline learns what the world plants.
 
 # The quickstart budget; one report, the final one (no probes: only the final scores are checked).

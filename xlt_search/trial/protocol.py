@@ -28,7 +28,6 @@ import torch
 from transformers import PreTrainedModel
 
 from xlt_search.data import BatchStream, PreparedData
-from xlt_search.metrics import METRICS_BY_KIND
 from xlt_search.trial.checkpoint import (
     read_state,
     restore_intermediate,
@@ -36,7 +35,7 @@ from xlt_search.trial.checkpoint import (
     save_intermediate,
     save_targets,
 )
-from xlt_search.trial.config import Reporter, TargetConfig, TrialConfig, training_tasks
+from xlt_search.trial.config import Reporter, TargetConfig, TrialConfig
 from xlt_search.trial.model import MultiTaskModel, load_encoder
 from xlt_search.trial.scoring import (
     EvalSets,
@@ -68,7 +67,6 @@ def run_trial(
 
     Raises TrialDiverged when the training loss becomes NaN or infinite.
     """
-    _check_config(config, data)
     torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
@@ -264,47 +262,3 @@ def zero_shot(
         lang: evaluate(tune.model, target.task, task, eval_sets[target.task, lang])
         for lang in target.languages
     }
-
-
-def _check_config(config: TrialConfig, data: PreparedData) -> None:
-    """Fail before training on settings that could only fail later."""
-    if not config.targets:
-        raise ValueError("a trial needs at least one target")
-    for name in ("target_steps", "report_every_steps", "per_device_batch_size", "num_threads"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("intermediate_steps", "probe_steps"):
-        if getattr(config, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-    if config.tasks and config.intermediate_steps < 1:
-        raise ValueError("intermediate_steps must be at least 1 when the subset is not empty")
-    if len(set(config.tasks)) != len(config.tasks):
-        raise ValueError(f"a task is listed twice in the subset {config.tasks}")
-    if len({target.task for target in config.targets}) != len(config.targets):
-        raise ValueError("a target is listed twice")
-    for target in config.targets:
-        task = data.task(target.task)
-        if task.metric not in METRICS_BY_KIND[task.kind]:
-            raise ValueError(
-                f"target {task.key}: metric '{task.metric}' does not apply to {task.kind} tasks; "
-                f"use one of {', '.join(METRICS_BY_KIND[task.kind])}"
-            )
-        if not any(lang != "en" for lang in target.languages):
-            raise ValueError(f"target {task.key} needs a non-English language to score transfer")
-        if target.fine_tuned != (task.kind != "retrieval"):
-            raise ValueError(
-                f"target {task.key}: a {task.kind} target is "
-                f"{'not ' if task.kind == 'retrieval' else ''}fine-tuned (fine_tuned="
-                f"{task.kind != 'retrieval'})"
-            )
-        if not target.fine_tuned:
-            continue
-        for key in training_tasks(task):
-            source = data.task(key)
-            if source.kind != task.kind or (
-                task.kind in ("classification", "tagging") and source.num_labels != task.num_labels
-            ):
-                raise ValueError(
-                    f"target {task.key} trains on {key}, a {source.kind} task with "
-                    f"{source.num_labels} labels; it must match the target's kind and labels"
-                )

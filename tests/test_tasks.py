@@ -195,7 +195,7 @@ def test_retrieval_targets_score_the_intermediate_encoder_without_training(
         probe_steps=0,
         per_device_batch_size=4,
     )
-    assert config.max_budget_steps == 4  # tatoeba adds no steps
+    assert config.final_budget_steps == 4  # tatoeba adds no steps
     reports: list[dict[str, float]] = []
     final = run_trial(config, data, lambda metrics, save: reports.append(metrics))
     assert [r["budget_steps"] for r in reports] == [2, 4]

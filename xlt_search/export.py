@@ -89,7 +89,7 @@ def export_trial(
         "hyperparameters": {name: getattr(config, name) for name in HYPERPARAMETERS},
         "model": config.model,
         "score": scores.get("score"),
-        "budget_steps": config.max_budget_steps,
+        "budget_steps": config.final_budget_steps,
         "scores": dict(sorted(scores.items())),
         "encoder": ENCODER_FOLDER,
         "targets": {t.task: t.task for t in config.fine_tuned_targets},

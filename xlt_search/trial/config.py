@@ -74,8 +74,9 @@ class TrialConfig:
         return tuple(target for target in self.targets if target.fine_tuned)
 
     @property
-    def max_budget_steps(self) -> int:
-        """The budget_steps of the last report (no intermediate steps when the subset is empty)."""
+    def final_budget_steps(self) -> int:
+        """This trial's budget_steps at its last report: its intermediate steps (none when the
+        subset is empty) and every fine-tuned target's steps."""
         intermediate = self.intermediate_steps if self.tasks else 0
         return intermediate + self.target_steps * len(self.fine_tuned_targets)
 

@@ -229,7 +229,7 @@ def target_phase(
         )
 
     total = config.target_steps * len(tunes)
-    start = config.max_budget_steps - total
+    start = config.final_budget_steps - total
     if total == 0:  # retrieval targets only: nothing to fine-tune, one report
         metrics = report_metrics(fixed_scores, data, start, None, phase=1, final=True)
         report(metrics, save_state)

@@ -5,8 +5,10 @@ from xlt_search.trial.checkpoint import (
     STATE_FILE,
     check_checkpoint,
     checkpoint_budget_steps,
+    saved_phase,
 )
 from xlt_search.trial.config import (
+    Phase,
     Reporter,
     TargetConfig,
     TrialConfig,
@@ -70,6 +72,7 @@ __all__ = [
     "HeadOutput",
     "MultiTaskModel",
     "MultipleChoiceHead",
+    "Phase",
     "Reporter",
     "Scores",
     "SpanHead",
@@ -97,6 +100,7 @@ __all__ = [
     "report_metrics",
     "required_splits",
     "retrieval_scores",
+    "saved_phase",
     "run_trial",
     "stable_seed",
     "start_fine_tune",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from xlt_search.data import BatchStream
-from xlt_search.trial.config import TrialConfig
+from xlt_search.trial.config import Phase, TrialConfig
 from xlt_search.trial.model import MultiTaskModel
 from xlt_search.trial.task_sampler import TaskSampler
 from xlt_search.trial.training import FineTune
@@ -45,7 +45,7 @@ def save_intermediate(
         config,
         step,
         {
-            "phase": "intermediate",
+            "phase": Phase.INTERMEDIATE.value,
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -94,7 +94,7 @@ def save_targets(
         config,
         int(metrics["budget_steps"]),
         {
-            "phase": "target",
+            "phase": Phase.TARGET.value,
             "position": position,
             "metrics": dict(metrics),
             "fixed_scores": {
@@ -150,6 +150,11 @@ def read_state(folder: Path, config: TrialConfig) -> dict[str, Any]:
             f"the checkpoint in {folder} is from a trial with other settings ({', '.join(changed)})"
         )
     return state
+
+
+def saved_phase(state: Mapping[str, Any]) -> Phase:
+    """The phase a state (`read_state`) was saved in."""
+    return Phase(state["phase"])
 
 
 def checkpoint_budget_steps(folder: Path) -> int:

@@ -3,6 +3,7 @@ and the prepared splits it reads."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,18 @@ import torch
 from xlt_search.data import SplitRequest
 from xlt_search.errors import UnknownTaskError, did_you_mean
 from xlt_search.tasks.base import Task
+
+
+class Phase(enum.Enum):
+    """A trial's two phases, in order, valued as its checkpoints name them."""
+
+    INTERMEDIATE = "intermediate"
+    TARGET = "target"
+
+    @property
+    def number(self) -> float:
+        """The phase as a report gives it (its `phase` metric): 0 intermediate, 1 target."""
+        return float(list(Phase).index(self))
 
 
 @dataclass(frozen=True)

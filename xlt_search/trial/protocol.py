@@ -34,8 +34,9 @@ from xlt_search.trial.checkpoint import (
     restore_targets,
     save_intermediate,
     save_targets,
+    saved_phase,
 )
-from xlt_search.trial.config import Reporter, TargetConfig, TrialConfig
+from xlt_search.trial.config import Phase, Reporter, TargetConfig, TrialConfig
 from xlt_search.trial.model import MultiTaskModel, load_encoder
 from xlt_search.trial.scoring import (
     EvalSets,
@@ -74,7 +75,7 @@ def run_trial(
     eval_sets = dev_sets(config, data, device)
     encoder = load_encoder(config.model, device)
 
-    if config.tasks and (state is None or state["phase"] == "intermediate"):
+    if config.tasks and (state is None or saved_phase(state) is Phase.INTERMEDIATE):
         encoder = intermediate_phase(config, data, encoder, eval_sets, report, state)
         state = None
     return target_phase(config, data, encoder, eval_sets, report, state)
@@ -144,7 +145,10 @@ def intermediate_phase(
                 target.task: probe(config, data, model.encoder, target, eval_sets, step)
                 for target in config.targets
             }
-            report(report_metrics(scores, data, step, loss, phase=0, final=False), save_state)
+            report(
+                report_metrics(scores, data, step, loss, Phase.INTERMEDIATE, final=False),
+                save_state,
+            )
     if loss_steps:
         mean_loss(loss_sum, loss_steps)  # a divergence after the last report
     return model.encoder
@@ -231,7 +235,7 @@ def target_phase(
     total = config.target_steps * len(tunes)
     start = config.final_budget_steps - total
     if total == 0:  # retrieval targets only: nothing to fine-tune, one report
-        metrics = report_metrics(fixed_scores, data, start, None, phase=1, final=True)
+        metrics = report_metrics(fixed_scores, data, start, None, Phase.TARGET, final=True)
         report(metrics, save_state)
         return metrics
     loss_sum, loss_steps = torch.zeros((), device=device), 0
@@ -246,7 +250,7 @@ def target_phase(
             loss_sum, loss_steps = torch.zeros((), device=device), 0
             scores = {tune.target.task: zero_shot(tune, data, eval_sets) for tune in tunes}
             scores.update(fixed_scores)
-            metrics = report_metrics(scores, data, budget_steps, loss, phase=1, final=final)
+            metrics = report_metrics(scores, data, budget_steps, loss, Phase.TARGET, final=final)
             report(metrics, save_state)
     return metrics
 

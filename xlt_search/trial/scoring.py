@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 from xlt_search.data import PreparedData, eval_batches
 from xlt_search.metrics import accuracy, macro_f1, retrieval_accuracy, squad_scores, tagging_scores
 from xlt_search.tasks.base import Task
-from xlt_search.trial.config import TargetConfig, TrialConfig
+from xlt_search.trial.config import Phase, TargetConfig, TrialConfig
 from xlt_search.trial.model import MultiTaskModel, decode_spans, mean_pooled, pick_answers
 from xlt_search.trial.training import to_device
 
@@ -108,7 +108,7 @@ def report_metrics(
     data: PreparedData,
     budget_steps: int,
     loss: float | None,
-    phase: int,
+    phase: Phase,
     final: bool,
 ) -> dict[str, float]:
     """A report: the score (over targets, of the non-English mean), per target, language, family.
@@ -137,5 +137,5 @@ def report_metrics(
         metrics[f"family.{family}"] = sum(values) / len(values)
     if loss is not None:  # None: no training step since the last report
         metrics["loss"] = loss
-    metrics.update({"phase": float(phase), "final": float(final)})
+    metrics.update({"phase": phase.number, "final": float(final)})
     return metrics

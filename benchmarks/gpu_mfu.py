@@ -6,8 +6,8 @@
 The encoder is made from an `XLMRobertaConfig` of XLM-R base's shape (12 layers, 768 wide, 12 heads,
 3072 feed-forward, a 250,002-token vocabulary; no weights are downloaded) with SDPA attention, wrapped
 in the project's `MultiTaskModel` with a 3-way classification head (XNLI's), and trained with the
-pipeline's own optimizer (`pipeline._optimizer`: fused AdamW, warmup and decay) and step
-(`pipeline._train_step`: clipping, scheduler), the encoder under bf16 autocast as the pipeline
+pipeline's own optimizer (`trial.make_optimizer`: fused AdamW, warmup and decay) and step
+(`trial.train_step`: clipping, scheduler), the encoder under bf16 autocast as the pipeline
 runs it on a GPU (`precision: auto`: `MultiTaskModel`'s `autocast_dtype`), on full batches of random
 tokens of `--seq-length` (every token real). Measured: tokens/s after `--warmup-steps`, and MFU =
 FLOPs / (seconds x peak), with FLOPs per step = 6 N T + 12 L S d T (N the parameters without the

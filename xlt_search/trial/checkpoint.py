@@ -26,7 +26,7 @@ from xlt_search.trial.task_sampler import TaskSampler
 from xlt_search.trial.training import FineTune
 
 STATE_FILE = "trial_state.pt"
-PROGRESS_FILE = "progress.json"  # beside the state: the budget_steps it was saved at, cheap to read
+PROGRESS_FILE = "progress.json"
 
 
 def save_intermediate(

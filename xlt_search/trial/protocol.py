@@ -127,7 +127,7 @@ def intermediate_phase(
     if state is not None:
         step = restore_intermediate(state, device, model, optimizer, scheduler, sampler, streams)
 
-    def save_state(folder: Path) -> None:  # called during a report: `step` is the report's
+    def save_state(folder: Path) -> None:  # reads `step` when called, as a report calls it
         save_intermediate(folder, config, step, model, optimizer, scheduler, sampler, streams)
 
     # The loss is summed on the device and read only at reports: no host sync per step.
@@ -221,7 +221,7 @@ def target_phase(
             state, device, tunes
         )
 
-    def save_state(folder: Path) -> None:  # called during a report: position, metrics are its
+    def save_state(folder: Path) -> None:  # reads position and metrics when a report calls it
         save_targets(
             folder,
             config,
@@ -248,7 +248,7 @@ def target_phase(
         if budget_steps % config.report_every_steps == 0 or final:
             loss = mean_loss(loss_sum, loss_steps)
             loss_sum, loss_steps = torch.zeros((), device=device), 0
-            scores = {tune.target.task: zero_shot(tune, data, eval_sets) for tune in tunes}
+            scores = {t.target.task: zero_shot(t, data, eval_sets) for t in tunes}
             scores.update(fixed_scores)
             metrics = report_metrics(scores, data, budget_steps, loss, Phase.TARGET, final=final)
             report(metrics, save_state)

@@ -27,10 +27,10 @@ from pathlib import Path
 from common import isolate
 
 from xlt_search.data import PreparedData, prepare_data
-from xlt_search.pipeline import required_splits
 from xlt_search.search import target_configs
 from xlt_search.spec import SearchSpec, load_spec
 from xlt_search.synthetic import resolve_model
+from xlt_search.trial import required_splits
 
 
 def preparer(spec: SearchSpec, model: str) -> Callable[[Path], PreparedData]:

@@ -6,8 +6,8 @@
 The encoder is made from an `XLMRobertaConfig` of XLM-R base's shape (12 layers, 768 wide, 12 heads,
 3072 feed-forward, a 250,002-token vocabulary; no weights are downloaded) with SDPA attention, wrapped
 in the project's `MultiTaskModel` with a 3-way classification head (XNLI's), and trained with the
-pipeline's own optimizer (`pipeline._optimizer`: fused AdamW, warmup and decay) and step
-(`pipeline._train_step`: clipping, scheduler), the encoder under bf16 autocast as the pipeline
+pipeline's own optimizer (`trial.make_optimizer`: fused AdamW, warmup and decay) and step
+(`trial.train_step`: clipping, scheduler), the encoder under bf16 autocast as the pipeline
 runs it on a GPU (`precision: auto`: `MultiTaskModel`'s `autocast_dtype`), on full batches of random
 tokens of `--seq-length` (every token real). Measured: tokens/s after `--warmup-steps`, and MFU =
 FLOPs / (seconds x peak), with FLOPs per step = 6 N T + 12 L S d T (N the parameters without the
@@ -38,7 +38,7 @@ def build(device: str, tiny: bool) -> Any:
     import torch
     from transformers import AutoModel, XLMRobertaConfig
 
-    from xlt_search.model import MultiTaskModel
+    from xlt_search.trial import MultiTaskModel
 
     shape = (
         dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
@@ -81,7 +81,7 @@ def train(
     the GPU's memory (GiB), the tokens timed and the wall-clock start and end of the timing."""
     import torch
 
-    from xlt_search.pipeline import _optimizer, _train_step
+    from xlt_search.trial import make_optimizer, train_step
 
     device, batch_size, seq_length = run.device, run.batch_size, run.seq_length
     steps, warmup_steps = run.steps, run.warmup_steps
@@ -91,7 +91,7 @@ def train(
     model = build(device, run.tiny)
     if compiled:
         model.encoder = torch.compile(model.encoder)
-    optimizer, scheduler = _optimizer(model, 5e-5, 0.01, 0.1, steps)
+    optimizer, scheduler = make_optimizer(model, 5e-5, 0.01, 0.1, steps)
     generator = torch.Generator().manual_seed(0)
     vocab = model.encoder.config.vocab_size
     batch = {
@@ -106,7 +106,7 @@ def train(
             torch.cuda.synchronize()
 
     for _ in range(warmup_steps):
-        _train_step(model, "xnli", batch, optimizer, scheduler)
+        train_step(model, "xnli", batch, optimizer, scheduler)
     synchronize()
     if barrier is not None:
         import ray
@@ -114,7 +114,7 @@ def train(
         ray.get(barrier.wait.remote())
     started_at, started = time.time(), time.perf_counter()
     for _ in range(steps - warmup_steps):
-        _train_step(model, "xnli", batch, optimizer, scheduler)
+        train_step(model, "xnli", batch, optimizer, scheduler)
     synchronize()
     seconds = time.perf_counter() - started
     tokens = (steps - warmup_steps) * batch_size * seq_length

@@ -10,7 +10,7 @@ then trains with one `transformers.Trainer` per intermediate task in sequence (t
 `intermediate_steps` split evenly between its tasks: multi-task with Trainer the simple way, one
 optimizer and one warmup-then-decay schedule per task), one Trainer per target (a fresh copy of the
 intermediate encoder each) and scores each target language's dev set with `Trainer.predict`. Both
-sides share the heads (`xlt_search.model`), the batch collation (`xlt_search.data.collate`: padding
+sides share the heads (`xlt_search.trial.model`), the batch collation (`xlt_search.data.collate`: padding
 to the batch's longest sequence; with `--peer-padding max_length` the peer's batches are padded on
 to `max_seq_length`, as transformers' example scripts run_glue.py and run_xnli.py do by default;
 the peer's batches are never grouped by length), the metrics, the subsets (`make_plan` on the
@@ -62,8 +62,6 @@ from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments, s
 from xlt_search import report, subsets
 from xlt_search.data import collate, load_task_split, tokenize
 from xlt_search.metrics import accuracy, macro_f1
-from xlt_search.model import MultiTaskModel
-from xlt_search.pipeline import EVAL_BATCH_MULTIPLIER, TrialConfig, required_splits
 from xlt_search.search import (
     describe_plan,
     driver,
@@ -76,6 +74,7 @@ from xlt_search.search.tuner import tune_domain
 from xlt_search.spec import SearchSpec, parse_spec
 from xlt_search.synthetic import resolve_model
 from xlt_search.tasks.base import Task
+from xlt_search.trial import EVAL_BATCH_MULTIPLIER, MultiTaskModel, TrialConfig, required_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 # What our search does besides its trials: xlt_search.search.prepare_search_data,

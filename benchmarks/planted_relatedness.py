@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from xlt_search.data import prepare_data
-from xlt_search.pipeline import TargetConfig, TrialConfig, required_splits, run_trial
 from xlt_search.synthetic import (
     DEFAULT_POOL,
     LANGUAGES,
@@ -27,6 +26,7 @@ from xlt_search.synthetic import (
     resolve_model,
 )
 from xlt_search.tasks.synthetic import ALL_LANGUAGES
+from xlt_search.trial import TargetConfig, TrialConfig, required_splits, run_trial
 
 TARGETS = ("syn_nli", "syn_copa")
 LANGUAGES_BY_CODE = {language.code: language.family for language in LANGUAGES}

@@ -2,10 +2,10 @@
 
     python benchmarks/throughput.py --task syn_nli --steps 300 --warmup-steps 30
 
-Both sides train the synthetic tiny encoder with the same head (`xlt_search.model.MultiTaskModel`)
+Both sides train the synthetic tiny encoder with the same head (`xlt_search.trial.MultiTaskModel`)
 on the same task's prepared split (`prepare_data`, tokenized once), at the same batch size,
 learning rate, weight decay and warmup, for the same optimizer steps, on `--threads` threads.
-Ours is the pipeline's own loop (`pipeline.intermediate_phase` with that one task and no report):
+Ours is the pipeline's own loop (`trial.intermediate_phase` with that one task and no report):
 batches drawn by `BatchStream` (a seeded shuffle each epoch, grouped by length within windows of 50
 batches, padded to the batch's longest sequence), fused AdamW, gradient clipping. The Trainer side
 gets the same split as a plain `datasets.Dataset` and the project's `collate` as its collator, in
@@ -51,17 +51,18 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from transformers import AutoModel, set_seed
 
 from xlt_search.data import BatchStream, PreparedData, eval_batches, prepare_data
-from xlt_search.model import MultiTaskModel, load_encoder
-from xlt_search.pipeline import (
+from xlt_search.synthetic import SYNTHETIC_MODEL, resolve_model
+from xlt_search.tasks.synthetic import ALL_LANGUAGES
+from xlt_search.trial import (
     EVAL_BATCH_MULTIPLIER,
+    MultiTaskModel,
     TargetConfig,
     TrialConfig,
     intermediate_phase,
+    load_encoder,
     required_splits,
     run_trial,
 )
-from xlt_search.synthetic import SYNTHETIC_MODEL, resolve_model
-from xlt_search.tasks.synthetic import ALL_LANGUAGES
 
 TARGETS = ("syn_nli", "syn_copa")
 MAX_SEQ_LENGTH = 32  # the quickstart's
@@ -222,7 +223,7 @@ def worker_import_seconds() -> float:
     """What a new Tune worker, with Ray already imported, takes to import what a trial runs."""
     code = (
         "import time, ray; started = time.perf_counter(); "
-        "import xlt_search.pipeline, xlt_search.search; from ray import tune; "
+        "import xlt_search.trial, xlt_search.search; from ray import tune; "
         "print(time.perf_counter() - started)"
     )
     return float(

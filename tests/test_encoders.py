@@ -19,8 +19,14 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from xlt_search.data import BatchStream, PreparedData, eval_batches, prepare_data
 from xlt_search.encoders import EncoderTraits, ModelError, read_traits
 from xlt_search.errors import UserError
-from xlt_search.model import MultiTaskModel, load_encoder
-from xlt_search.pipeline import TargetConfig, TrialConfig, required_splits, run_trial
+from xlt_search.trial import (
+    MultiTaskModel,
+    TargetConfig,
+    TrialConfig,
+    load_encoder,
+    required_splits,
+    run_trial,
+)
 
 LANGS = ("en", "ta", "tb")
 POOL = ("toy_choice4", "toy_nli", "toy_qa", "toy_tags")  # every kind

@@ -25,7 +25,10 @@ from xlt_search.best import best_trial
 from xlt_search.data import PreparedData, eval_batches, prepare_data
 from xlt_search.errors import UserError
 from xlt_search.export import EXPORT_FILE, HEAD_INFO_FILE, load_target_model, write_models
-from xlt_search.pipeline import (
+from xlt_search.spec import SearchSpec
+from xlt_search.tasks.base import Task
+from xlt_search.tracking import load_trials
+from xlt_search.trial import (
     EVAL_BATCH_MULTIPLIER,
     PROGRESS_FILE,
     STATE_FILE,
@@ -33,9 +36,6 @@ from xlt_search.pipeline import (
     evaluate,
     required_splits,
 )
-from xlt_search.spec import SearchSpec
-from xlt_search.tasks.base import Task
-from xlt_search.tracking import load_trials
 
 
 def scores_of(

@@ -7,7 +7,7 @@ import torch
 from conftest import ToyWorld
 
 from xlt_search.data import collate
-from xlt_search.model import MultiTaskModel, decode_spans, load_encoder, pick_answers
+from xlt_search.trial import MultiTaskModel, decode_spans, load_encoder, pick_answers
 
 HEADS = {
     "cls": ("classification", 3),

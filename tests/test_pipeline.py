@@ -16,12 +16,13 @@ from conftest import ToyWorld
 
 from xlt_search.data import PreparedData, SplitRequest, eval_batches, prepare_data
 from xlt_search.errors import TrialDiverged
-from xlt_search.model import MultiTaskModel, load_encoder
-from xlt_search.pipeline import (
+from xlt_search.trial import (
     STATE_FILE,
+    MultiTaskModel,
     TargetConfig,
     TrialConfig,
     evaluate,
+    load_encoder,
     required_splits,
     run_trial,
 )
@@ -255,16 +256,6 @@ def test_span_targets_and_tagging_heads_evaluate(
     model = MultiTaskModel(load_encoder(str(toy_world.encoder)), {"toy_tags": ("tagging", 3)})
     batches = eval_batches(toy_data.load("toy_tags", "train", "en"), "tagging", 1, 64)
     assert 0 <= evaluate(model, "toy_tags", task, batches)[task.metric] <= 1
-
-
-def test_settings_that_cannot_work_fail_before_training(
-    toy_world: ToyWorld, toy_data: PreparedData
-) -> None:
-    english_only = (TargetConfig("toy_nli", ("en",)),)
-    with pytest.raises(ValueError, match="non-English"):
-        run_trial(toy_config(toy_world, targets=english_only), toy_data, Recorder())
-    with pytest.raises(ValueError, match="report_every_steps"):
-        run_trial(toy_config(toy_world, report_every_steps=0), toy_data, Recorder())
 
 
 # The synthetic suite: the pipeline learns what the world plants.

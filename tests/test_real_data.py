@@ -15,11 +15,11 @@ import yaml
 from hub_fixtures import write_mirror
 
 from xlt_search.data import DataError, DataUnavailable, SplitRequest, load_task_split, prepare_data
-from xlt_search.pipeline import TargetConfig, TrialConfig, run_trial
 from xlt_search.spec import parse_spec
 from xlt_search.synthetic.encoder import save_encoder
 from xlt_search.tasks import Task
 from xlt_search.tasks.tagging import UPOS_TAGS
+from xlt_search.trial import TargetConfig, TrialConfig, run_trial
 
 DATA = Path(__file__).resolve().parent / "data"
 QUICKSTART = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"

@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from xlt_search.task_sampler import TASK_SAMPLERS, TaskSampler, task_probabilities
+from xlt_search.trial import TASK_SAMPLERS, TaskSampler, task_probabilities
 
 SIZES = {"big": 100_000, "mid": 4_000, "small": 500}
 

@@ -29,17 +29,18 @@ from xlt_search.data import (
     prepare_data,
 )
 from xlt_search.metrics import METRICS_BY_KIND
-from xlt_search.model import MultiTaskModel, load_encoder
-from xlt_search.pipeline import (
+from xlt_search.synthetic.encoder import save_encoder
+from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, DataSource, Task
+from xlt_search.tracking import load_trials
+from xlt_search.trial import (
+    MultiTaskModel,
     TargetConfig,
     TrialConfig,
     evaluate,
     evaluate_retrieval,
+    load_encoder,
     run_trial,
 )
-from xlt_search.synthetic.encoder import save_encoder
-from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, DataSource, Task
-from xlt_search.tracking import load_trials
 
 MAX_SEQ_LENGTH = 48
 
@@ -194,7 +195,7 @@ def test_retrieval_targets_score_the_intermediate_encoder_without_training(
         probe_steps=0,
         per_device_batch_size=4,
     )
-    assert config.max_budget_steps == 4  # tatoeba adds no steps
+    assert config.final_budget_steps == 4  # tatoeba adds no steps
     reports: list[dict[str, float]] = []
     final = run_trial(config, data, lambda metrics, save: reports.append(metrics))
     assert [r["budget_steps"] for r in reports] == [2, 4]

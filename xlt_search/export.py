@@ -31,9 +31,8 @@ from xlt_search.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from xlt_search.model import MultiTaskModel
-    from xlt_search.pipeline import TrialConfig
     from xlt_search.tasks.base import Task
+    from xlt_search.trial import MultiTaskModel, TrialConfig
 
 ENCODER_FOLDER = "encoder"
 HEAD_FILE = "head.safetensors"
@@ -90,7 +89,7 @@ def export_trial(
         "hyperparameters": {name: getattr(config, name) for name in HYPERPARAMETERS},
         "model": config.model,
         "score": scores.get("score"),
-        "budget_steps": config.max_budget_steps,
+        "budget_steps": config.final_budget_steps,
         "scores": dict(sorted(scores.items())),
         "encoder": ENCODER_FOLDER,
         "targets": {t.task: t.task for t in config.fine_tuned_targets},
@@ -137,7 +136,7 @@ def trial_checkpoint(experiment_path: str, trial_id: str) -> Path:
     Tune names a trial's folder after the trainable and the trial id (`_train_<trial id>_...`)
     and keeps its checkpoints in it as `checkpoint_<NNNNNN>`, numbered in order.
     """
-    from xlt_search.pipeline import STATE_FILE
+    from xlt_search.trial import STATE_FILE
 
     if "://" in experiment_path:
         raise UserError(
@@ -174,8 +173,7 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
     from transformers import AutoTokenizer
 
     from xlt_search.encoders import pooling
-    from xlt_search.model import MultiTaskModel, load_encoder
-    from xlt_search.pipeline import STATE_FILE, check_checkpoint
+    from xlt_search.trial import STATE_FILE, MultiTaskModel, check_checkpoint, load_encoder
 
     try:
         check_checkpoint(checkpoint)
@@ -220,7 +218,7 @@ def load_target_model(folder: Path | str, device: str = "cpu") -> MultiTaskModel
     `pipeline.evaluate(model, task, ...)`."""
     from safetensors.torch import load_file
 
-    from xlt_search.model import MultiTaskModel, load_encoder
+    from xlt_search.trial import MultiTaskModel, load_encoder
 
     folder = Path(folder)
     info = json.loads((folder / HEAD_INFO_FILE).read_text())
@@ -235,7 +233,7 @@ def load_target_model(folder: Path | str, device: str = "cpu") -> MultiTaskModel
 
 def _config_of(identity: Mapping[str, Any]) -> TrialConfig:
     """The TrialConfig a checkpoint records (`pipeline._resume_identity`, read back)."""
-    from xlt_search.pipeline import TargetConfig, TrialConfig
+    from xlt_search.trial import TargetConfig, TrialConfig
 
     fields = dict(identity)
     fields["tasks"] = tuple(fields["tasks"])

@@ -42,3 +42,7 @@ MAX_TAG_CHARS = 5000  # below MLflow's limit on tag values: longer values are cu
 # The metrics every trial reports, at step=budget_steps.
 SCORE = "score"  # the zero-shot score, averaged over non-English languages, then targets
 BUDGET_STEPS = "budget_steps"  # the optimizer steps the trial has taken, both phases together
+
+# How the intermediate phase picks the task of its next batch (trial/task_sampler.py): the
+# spec's `task_sampler` values.
+TASK_SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "uniform")

@@ -39,8 +39,8 @@ def spec_words(
     """Every distinct word of the splits a search over `spec` reads, in first-seen order, and the
     number of splits."""
     from xlt_search.data import load_task_split
-    from xlt_search.pipeline import required_splits
     from xlt_search.search import target_configs
+    from xlt_search.trial import required_splits
 
     requests = required_splits(spec.pool, target_configs(spec), spec.registry)
     words: dict[str, None] = {}

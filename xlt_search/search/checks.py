@@ -45,7 +45,7 @@ def check_storage(spec: SearchSpec) -> None:
 
 def check_experiment(path: str) -> None:
     """Refuse, in one line, an experiment folder that is gone or holds a damaged checkpoint."""
-    from xlt_search.pipeline import STATE_FILE, check_checkpoint
+    from xlt_search.trial import STATE_FILE, check_checkpoint
 
     if is_uri(path):
         return  # Tune reads cloud storage itself and reports what it cannot find

@@ -20,8 +20,7 @@ from xlt_search.search.paths import cache_dir, experiment_path, results_dir
 from xlt_search.search.plan import make_plan, target_configs
 
 if TYPE_CHECKING:
-    from xlt_search.data import SplitCoverage
-    from xlt_search.data import PreparedData
+    from xlt_search.data import PreparedData, SplitCoverage
     from xlt_search.spec import SearchSpec
     from xlt_search.tracking import SearchLogger
 
@@ -137,8 +136,8 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
 def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
     """The model's local folder (or hub id), and every split the search reads, tokenized once."""
     from xlt_search.data import prepare_data
-    from xlt_search.pipeline import required_splits
     from xlt_search.synthetic import resolve_model
+    from xlt_search.trial import required_splits
 
     model = resolve_model(spec.model)
     print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")

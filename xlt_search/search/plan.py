@@ -16,8 +16,8 @@ from xlt_search import subsets
 from xlt_search.search.paths import experiment_path
 
 if TYPE_CHECKING:
-    from xlt_search.pipeline import TargetConfig, TrialConfig
     from xlt_search.spec import Domain, SearchSpec
+    from xlt_search.trial import TargetConfig, TrialConfig
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _describe_domain(domain: Domain) -> str:
 def target_configs(spec: SearchSpec) -> tuple[TargetConfig, ...]:
     """The spec's targets as a trial reads them: each with its languages (the registry's when the
     spec lists none), fine-tuned unless it is a retrieval task."""
-    from xlt_search.pipeline import TargetConfig
+    from xlt_search.trial import TargetConfig
 
     registry = spec.registry
     return tuple(
@@ -146,8 +146,8 @@ def trial_config(
     """The `TrialConfig` of one trial of the search: the spec's targets, budget, threads and
     precision, the resolved `model`, and from the trial's Tune `config` its subset (`tasks`), its
     `seed` and the hyperparameters it sets (the pipeline's defaults for the others)."""
-    from xlt_search.pipeline import TrialConfig
     from xlt_search.spec import HYPERPARAMETERS
+    from xlt_search.trial import TrialConfig
 
     return TrialConfig(
         model=model,

@@ -40,7 +40,7 @@ def _train(config: dict[str, Any], data: PreparedData, spec: SearchSpec, model: 
     """A trial's config -> run_trial, reporting (and checkpointing) to Tune."""
     import torch
 
-    from xlt_search.pipeline import checkpoint_budget_steps, run_trial
+    from xlt_search.trial import checkpoint_budget_steps, run_trial
 
     device = "cpu"
     if spec.resources.gpu > 0 and torch.cuda.is_available():

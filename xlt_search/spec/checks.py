@@ -10,8 +10,8 @@ import collections.abc
 import math
 
 from xlt_search.errors import SpecError, did_you_mean
+from xlt_search.names import TASK_SAMPLERS
 from xlt_search.spec.schema import SearchSpec
-from xlt_search.task_sampler import TASK_SAMPLERS
 from xlt_search.tasks import Task, get_language, get_task
 from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
 from xlt_search.tracking import check_tracking_scheme

@@ -13,7 +13,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-TASK_SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "uniform")
+from xlt_search.names import TASK_SAMPLERS
 
 
 def task_probabilities(

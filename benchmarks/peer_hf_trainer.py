@@ -59,7 +59,8 @@ import yaml
 from common import isolate
 from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from xlt_search import report, subsets
+from xlt_search import subsets
+from xlt_search.analysis import report
 from xlt_search.data import collate, load_task_split, tokenize
 from xlt_search.metrics import accuracy, macro_f1
 from xlt_search.search import (

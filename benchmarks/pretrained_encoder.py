@@ -102,7 +102,7 @@ def main() -> None:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
         sys.exit(result.returncode)
 
-    from xlt_search.chance import Chance, from_tag
+    from xlt_search.analysis.chance import Chance, from_tag
     from xlt_search.tracking import find_search, load_trials, search_tags
 
     found = find_search("pretrained-minilm")

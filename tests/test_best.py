@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from xlt_search.best import best_configuration, parent_marks
+from xlt_search.analysis.best import best_configuration, parent_marks
 
 
 def table(rows: list[tuple]) -> pd.DataFrame:

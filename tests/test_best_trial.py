@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from xlt_search.best import best_trial
+from xlt_search.analysis.best import best_trial
 
 
 def trials(*rows: tuple[str, str, float, int]) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from xlt_search.chance import Chance, chance_level, check_learning, from_tag, to_tag
+from xlt_search.analysis.chance import Chance, chance_level, check_learning, from_tag, to_tag
 from xlt_search.tasks.base import DataSource, Task
 
 SOURCE = (DataSource("json"),)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlt_search import contributions, subsets
+from xlt_search import subsets
+from xlt_search.analysis import contributions
 
 POOL = ("a", "b", "c", "d", "e")
 

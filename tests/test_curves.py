@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlt_search import curves
+from xlt_search.analysis import curves
 
 
 def trials_table() -> pd.DataFrame:

@@ -63,7 +63,7 @@ def test_every_size_of_the_curve_ends_with_completed_trials(search: dict) -> Non
 def test_the_best_configuration_is_printed_and_on_the_parent_run(search: dict) -> None:
     import mlflow
 
-    from xlt_search.best import best_configuration
+    from xlt_search.analysis.best import best_configuration
 
     best = best_configuration(load_trials("quickstart", search["uri"]))
     assert best.line() in search["stdout"]

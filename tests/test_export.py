@@ -21,7 +21,7 @@ from processes import small_spec
 from test_pipeline import TOY_POOL, TOY_TARGETS, Recorder, run, toy_config
 from transformers import AutoModel, AutoTokenizer
 
-from xlt_search.best import best_trial
+from xlt_search.analysis.best import best_trial
 from xlt_search.data import PreparedData, eval_batches, prepare_data
 from xlt_search.errors import UserError
 from xlt_search.export import EXPORT_FILE, HEAD_INFO_FILE, load_target_model, write_models

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from xlt_search import subsets
-from xlt_search.chance import TAG, Chance, to_tag
-from xlt_search.report import mark_parent_run, write_report
+from xlt_search.analysis.chance import TAG, Chance, to_tag
+from xlt_search.analysis.report import mark_parent_run, write_report
 from xlt_search.spec import parse_spec
 from xlt_search.tracking import SearchLogger
 

@@ -195,7 +195,7 @@ def _report(args: argparse.Namespace) -> int:
     import yaml
 
     from xlt_search import tracking
-    from xlt_search.report import mark_parent_run, write_report
+    from xlt_search.analysis.report import mark_parent_run, write_report
     from xlt_search.spec import parse_spec
 
     uri = args.tracking_uri  # None: $MLFLOW_TRACKING_URI, else MLflow's default

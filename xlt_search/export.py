@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xlt_search.best import COMPLETED, best_trial
+from xlt_search.analysis.best import COMPLETED, best_trial
 from xlt_search.errors import UserError
 
 if TYPE_CHECKING:

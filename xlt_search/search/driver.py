@@ -30,7 +30,8 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
 
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
     """
-    from xlt_search import chance, tracking
+    from xlt_search import tracking
+    from xlt_search.analysis import chance
     from xlt_search.data import coverage
 
     plan = make_plan(spec)
@@ -181,7 +182,7 @@ def _fit(
     SIGINT or SIGTERM stops the trials, keeping their checkpoints and what they logged, and closes
     the parent run as KILLED without a report; KeyboardInterrupt goes on to the caller.
     """
-    from xlt_search import report
+    from xlt_search.analysis import report
     from xlt_search.search import callbacks
 
     results = results_dir(spec, run_name)

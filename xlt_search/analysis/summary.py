@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from xlt_search import chance, curves
+from xlt_search.analysis import chance, curves
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from xlt_search.best import BestConfiguration
-    from xlt_search.chance import LearningCheck
-    from xlt_search.report import Report
+    from xlt_search.analysis.best import BestConfiguration
+    from xlt_search.analysis.chance import LearningCheck
+    from xlt_search.analysis.report import Report
     from xlt_search.spec import SearchSpec
 
 SEED_VARIANCE_NAME = "seed_variance.csv"

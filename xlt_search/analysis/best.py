@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from xlt_search.curves import configuration_keys
+from xlt_search.analysis.curves import configuration_keys
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
-from xlt_search.curves import percentile_interval
+from xlt_search.analysis.curves import percentile_interval
 from xlt_search.subsets import flag_name
 
 if TYPE_CHECKING:

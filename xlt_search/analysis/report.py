@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlt_search import chance, curves, summary, tracking
-from xlt_search import contributions as contrib
-from xlt_search.best import BestConfiguration, best_configuration, parent_marks
-from xlt_search.chance import LearningCheck
-from xlt_search.summary import GAINS_NAME, GAINS_PNG, SEED_VARIANCE_NAME
+from xlt_search import tracking
+from xlt_search.analysis import chance, curves, summary
+from xlt_search.analysis import contributions as contrib
+from xlt_search.analysis.best import BestConfiguration, best_configuration, parent_marks
+from xlt_search.analysis.chance import LearningCheck
+from xlt_search.analysis.summary import GAINS_NAME, GAINS_PNG, SEED_VARIANCE_NAME
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import FinishedSearch
+from processes import run_cli
+from search_specs import E2E_SPEC, search_spec, write_spec
 
 from xlt_search.tracking import load_trials
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,6 @@ def search(quickstart_search: FinishedSearch) -> dict:
         "work": quickstart_search.work,
         "uri": quickstart_search.uri,
         "stdout": quickstart_search.stdout,
-        "env": quickstart_search.env,
     }
 
 
@@ -110,13 +109,13 @@ def test_report_command_rebuilds_the_report_from_mlflow(search: dict) -> None:
     import mlflow
 
     out = search["work"] / "again"
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "report", "quickstart", "--out", str(out)],
+    result = run_cli(
+        "report",
+        "quickstart",
+        "--out",
+        str(out),
         cwd=search["work"],
-        env=search["env"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        env={"MLFLOW_TRACKING_URI": search["uri"]},
     )
     assert result.returncode == 0, result.stderr
     trials = load_trials("quickstart", search["uri"])
@@ -156,32 +155,15 @@ def run_small_search(
     tmp_path: Path, name: str, **changes
 ) -> tuple[str, subprocess.CompletedProcess]:
     """Run a tiny variant of the e2e spec through the CLI, into its own MLflow store."""
-    import yaml
-
-    raw = yaml.safe_load(SPEC.read_text())
-    raw.update(
-        name=name,
-        budget={
-            "intermediate_steps": 20,
-            "target_steps": 10,
-            "report_every_steps": 10,
-            "probe_steps": 5,
-        },
-        mlflow={"experiment": name},
-        storage_path=str(tmp_path / "runs"),
-        **changes,
-    )
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(yaml.safe_dump(raw))
+    budget = {
+        "intermediate_steps": 20,
+        "target_steps": 10,
+        "report_every_steps": 10,
+        "probe_steps": 5,
+    }
+    spec = write_spec(tmp_path, search_spec(name, tmp_path, budget=budget, **changes))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0, result.stderr[-3000:]
     return uri, result
 
@@ -250,6 +232,4 @@ def test_sampled_hyperparameters_are_drawn_again_from_the_seed(tmp_path: Path) -
 
 
 def yaml_pool() -> list[str]:
-    import yaml
-
-    return yaml.safe_load(SPEC.read_text())["pool"]
+    return yaml.safe_load(E2E_SPEC.read_text())["pool"]

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
-from processes import Hold, kill_group, small_spec, wait_for
+from processes import Hold, kill_group, run_cli, start_cli, wait_for
+from search_specs import SMALL_BUDGET, search_spec, write_spec
 
 from xlt_search.tracking import INTERRUPTED, ROLE_TAG, STATE_TAG, load_trials
 
@@ -29,38 +28,29 @@ STOPPED = "xlt-search: interrupted; continue with: xlt-search resume resume"
 
 def _spec(work: Path, **changes: object) -> Path:
     # a fixed learning rate: the searches train alike
-    return small_spec(work, "resume", 4, hyperparameters={"learning_rate": 1.0e-3}, **changes)
+    raw = search_spec(
+        "resume", work, pool_size=4, hyperparameters={"learning_rate": 1.0e-3}, **changes
+    )
+    return write_spec(work, raw)
 
 
 def _env(work: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "RAY_ADDRESS": "",
-    }
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
 
 
 def _xlt(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
-        cwd=work,
-        env=_env(work),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_cli(*args, cwd=work, env=_env(work), timeout_s=900)
 
 
 def _start(work: Path, spec: Path, env: dict[str, str]) -> subprocess.Popen:
-    """`xlt-search run SPEC` in its own process group (the driver and the Ray it starts), its
-    output in work/stdout and work/stderr."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
+    """`xlt-search run SPEC`, its output in work/stdout and work/stderr."""
+    return start_cli(
+        "run",
+        str(spec),
         cwd=work,
+        stdout=work / "stdout",
+        stderr=work / "stderr",
         env={**_env(work), **env},
-        stdout=(work / "stdout").open("w"),
-        stderr=(work / "stderr").open("w"),
-        start_new_session=True,
     )
 
 
@@ -271,11 +261,11 @@ def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: P
 def test_resume_through_the_cli_refuses_damage_in_one_line_and_keeps_everything(
     tmp_path: Path,
 ) -> None:
-    spec = _spec(tmp_path)
-    raw = yaml.safe_load(spec.read_text())
-    raw["subsets"] = {"sampler": "stratified", "sizes": [1, 2], "per_size": 1, "baseline": False}
-    raw["budget"].update(intermediate_steps=20, target_steps=20)
-    spec.write_text(yaml.safe_dump(raw))
+    spec = _spec(
+        tmp_path,
+        subsets={"sampler": "stratified", "sizes": [1, 2], "per_size": 1, "baseline": False},
+        budget={**SMALL_BUDGET, "intermediate_steps": 20, "target_steps": 20},
+    )
     assert _xlt(tmp_path, "run", str(spec)).returncode == 0
     runs = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
     (experiment,) = (tmp_path / "runs").iterdir()

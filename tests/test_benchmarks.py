@@ -81,6 +81,7 @@ def test_planted_relatedness(tmp_path: Path) -> None:
         assert 0 <= number(table_row(output, condition)[-2]) <= 1  # the score
 
 
+@pytest.mark.e2e  # its packed trials are Ray tasks: it starts Ray
 def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path: Path) -> None:
     output = run_benchmark(
         "gpu_mfu.py",
@@ -128,6 +129,7 @@ def test_peer_hf_trainer(tmp_path: Path) -> None:
     assert "ours/peer wall time: whole search" in output
 
 
+@pytest.mark.e2e  # a search through the CLI
 def test_pretrained_encoder(tmp_path: Path) -> None:
     output = run_benchmark(
         "pretrained_encoder.py", tmp_path, "--intermediate-steps", "10", "--target-steps", "30"

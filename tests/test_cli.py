@@ -79,6 +79,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.e2e  # the check needs the Ray cluster's resources: Ray starts
 def test_gpu_fraction_without_a_gpu_fails_before_anything_is_written(tmp_path: Path) -> None:
     spec = quickstart_with(tmp_path, lambda raw: set_key(raw, "resources.gpu", 0.25))
     db = tmp_path / "keep.db"
@@ -146,6 +147,7 @@ def test_malformed_yaml_is_one_line_with_its_place(tmp_path: Path) -> None:
     assert "broken.yaml: malformed YAML at line 3" in line
 
 
+@pytest.mark.e2e  # the check needs the Ray cluster's resources: Ray starts
 def test_more_cpus_than_the_cluster_has_fails_before_anything_is_written(tmp_path: Path) -> None:
     spec = quickstart_with(tmp_path, lambda raw: set_key(raw, "resources.cpu", 64))
     db = tmp_path / "keep.db"

@@ -17,8 +17,6 @@ from xlt_search.tracking import load_trials
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def search(quickstart_search: FinishedSearch) -> dict:
@@ -29,6 +27,7 @@ def search(quickstart_search: FinishedSearch) -> dict:
     }
 
 
+@pytest.mark.e2e
 def test_every_size_is_trained_and_logged_as_a_child_run(search: dict) -> None:
     from xlt_search.search import make_plan
     from xlt_search.spec import load_spec
@@ -41,6 +40,7 @@ def test_every_size_is_trained_and_logged_as_a_child_run(search: dict) -> None:
     assert (trials["status"] == "errored").sum() == 0
 
 
+@pytest.mark.e2e
 def test_asha_stops_some_trials_early_but_never_the_baseline(search: dict) -> None:
     trials = load_trials("quickstart", search["uri"])
     statuses = trials.loc[trials["n_tasks"] > 0, "status"].value_counts()
@@ -51,6 +51,7 @@ def test_asha_stops_some_trials_early_but_never_the_baseline(search: dict) -> No
     assert baseline["budget_steps"] == 400 * 2  # no intermediate phase; both targets' steps
 
 
+@pytest.mark.e2e
 def test_every_size_of_the_curve_ends_with_completed_trials(search: dict) -> None:
     trials = load_trials("quickstart", search["uri"])
     done = trials[trials["status"] == "completed"].groupby("n_tasks").size()
@@ -59,6 +60,7 @@ def test_every_size_of_the_curve_ends_with_completed_trials(search: dict) -> Non
     assert all(done.get(k, 0) >= 2 for k in range(1, 9)), done.to_dict()
 
 
+@pytest.mark.e2e
 def test_the_best_configuration_is_printed_and_on_the_parent_run(search: dict) -> None:
     import mlflow
 
@@ -77,6 +79,7 @@ def test_the_best_configuration_is_printed_and_on_the_parent_run(search: dict) -
     assert "nothing was learned" not in search["stdout"]  # the quickstart learns its targets
 
 
+@pytest.mark.e2e
 def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     import mlflow
 
@@ -105,6 +108,7 @@ def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     assert {"spec.yaml", "scaling_curve.csv", "scaling_curve.png"} <= artifacts
 
 
+@pytest.mark.e2e
 def test_report_command_rebuilds_the_report_from_mlflow(search: dict) -> None:
     import mlflow
 
@@ -168,6 +172,7 @@ def run_small_search(
     return uri, result
 
 
+@pytest.mark.e2e
 def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
     pool = yaml_pool()[:2]
     uri, _ = run_small_search(
@@ -204,6 +209,7 @@ def test_running_out_of_gpu_memory_is_recorded_and_raised_again(tmp_path: Path) 
         _raise_recorded_failure(filesystem, trial_path)
 
 
+@pytest.mark.e2e
 def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:
     uri, _ = run_small_search(tmp_path, "optuna", subsets={"sampler": "optuna", "num_samples": 3})
     trials = load_trials("optuna", uri)
@@ -214,6 +220,7 @@ def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:
         assert {t for t in yaml_pool() if trial[f"use.{t}"]} == chosen
 
 
+@pytest.mark.e2e
 def test_sampled_hyperparameters_are_drawn_again_from_the_seed(tmp_path: Path) -> None:
     drawn = []
     for run in ("first", "second"):

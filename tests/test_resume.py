@@ -21,8 +21,6 @@ from search_specs import SMALL_BUDGET, search_spec, write_spec
 
 from xlt_search.tracking import INTERRUPTED, ROLE_TAG, STATE_TAG, load_trials
 
-pytestmark = pytest.mark.e2e
-
 STOPPED = "xlt-search: interrupted; continue with: xlt-search resume resume"
 
 
@@ -116,6 +114,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, 
     return _outcome(work)
 
 
+@pytest.mark.e2e
 def test_a_killed_driver_resumes_to_the_uninterrupted_result(
     tmp_path: Path, reference: dict[str, tuple[str, int, float]]
 ) -> None:
@@ -152,6 +151,7 @@ def test_a_killed_driver_resumes_to_the_uninterrupted_result(
     assert (continued["restored_from"] > 0).any()
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
     tmp_path: Path, reference: dict[str, tuple[str, int, float]]
 ) -> None:
@@ -190,6 +190,7 @@ def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
     assert list((tmp_path / "runs").glob("*/report/summary.md"))
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_the_search_as_ctrl_c_does(tmp_path: Path) -> None:
     hold = Hold(tmp_path / "hold", budget_steps=20)
     driver = _start(tmp_path, _spec(tmp_path), hold.env)
@@ -258,6 +259,7 @@ def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: P
         _check_experiment(str(experiment))
 
 
+@pytest.mark.e2e
 def test_resume_through_the_cli_refuses_damage_in_one_line_and_keeps_everything(
     tmp_path: Path,
 ) -> None:

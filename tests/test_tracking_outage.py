@@ -65,6 +65,7 @@ def check_logged_once(uri: str, parent_run_id: str, reports: list[tuple[str, int
         assert run.data.params["learning_rate"] == "0.001"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "mlflow_retries",
     [None, "0"],
@@ -146,6 +147,7 @@ DRIVER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_server_gone_until_the_end_leaves_a_journal_that_sync_delivers_once(
     server: MlflowServer, tmp_path: Path
 ) -> None:

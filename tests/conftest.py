@@ -18,6 +18,8 @@ import pytest
 # retries (set before `datasets` and `huggingface_hub` read it, at import).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from processes import run_cli  # noqa: E402
+
 from xlt_search.synthetic.encoder import save_encoder  # noqa: E402
 from xlt_search.tasks.base import DataSource, Language, Task  # noqa: E402
 
@@ -39,7 +41,8 @@ class ToyWorld:
     languages: dict[str, Language]
 
 
-def _word(i: int, lang: str) -> str:
+def toy_word(i: int, lang: str) -> str:
+    """The toy world's word `i` (below TOY_WORDS) in language `lang`."""
     # "ta" keeps the English word for most of the vocabulary, "tb" for few.
     keep = {"en": TOY_WORDS, "ta": int(TOY_WORDS * 0.8), "tb": int(TOY_WORDS * 0.2)}[lang]
     return f"w{i}" if i < keep else f"{lang}{i}"
@@ -55,7 +58,7 @@ def _sentence(rng: random.Random, lang: str, length: int) -> list[int]:
 
 
 def _words(ids: list[int], lang: str) -> str:
-    return " ".join(_word(i, lang) for i in ids)
+    return " ".join(toy_word(i, lang) for i in ids)
 
 
 def _pair_rows(rng: random.Random, lang: str, n: int) -> list[dict]:
@@ -97,7 +100,7 @@ def _tag_rows(rng: random.Random, n: int) -> list[dict]:
     rows = []
     for _ in range(n):
         ids = _sentence(rng, "en", rng.randint(2, 9))
-        rows.append({"words": [_word(i, "en") for i in ids], "tags": [i % 3 for i in ids]})
+        rows.append({"words": [toy_word(i, "en") for i in ids], "tags": [i % 3 for i in ids]})
     return rows
 
 
@@ -106,11 +109,11 @@ def _span_rows(rng: random.Random, lang: str, n: int) -> list[dict]:
     rows = []
     for _ in range(n):
         ids = _sentence(rng, lang, rng.randint(4, 10))
-        words = [_word(i, lang) for i in ids]
+        words = [toy_word(i, lang) for i in ids]
         context = " ".join(words)
         if rng.random() < 0.2:
             absent = [i for i in range(TOY_WORDS) if i not in ids]
-            question, answers = _word(rng.choice(absent), lang), {"text": [], "answer_start": []}
+            question, answers = toy_word(rng.choice(absent), lang), {"text": [], "answer_start": []}
         else:
             k = words.index(words[rng.randrange(len(ids) - 1)])  # the first occurrence decides
             question = words[k]
@@ -200,7 +203,7 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
             train_tasks=("toy_choice4", "toy_copa"),
         ),
     ]
-    words = [_word(i, lang) for lang in codes for i in range(TOY_WORDS)]
+    words = [toy_word(i, lang) for lang in codes for i in range(TOY_WORDS)]
     encoder = root / "encoder"
     save_encoder(dict.fromkeys(words), encoder, hidden_size=32, intermediate_size=64)
     return ToyWorld(
@@ -223,7 +226,6 @@ class FinishedSearch:
 
     work: Path
     uri: str
-    env: dict[str, str]
     spec: Path
     stdout: str
 
@@ -232,20 +234,10 @@ class FinishedSearch:
 def quickstart_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
     """The README's quickstart search, run once per session: `xlt-search run
     search_spaces/quickstart.yaml` with a real local Ray and a SQLite MLflow store."""
-    import subprocess
-    import sys
-
     spec = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
     work = tmp_path_factory.mktemp("quickstart")
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    env = {"MLFLOW_TRACKING_URI": uri}
+    result = run_cli("run", str(spec), cwd=work, env=env, timeout_s=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return FinishedSearch(work, uri, env, spec, result.stdout)
+    return FinishedSearch(work, uri, spec, result.stdout)

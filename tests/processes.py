@@ -1,5 +1,6 @@
-"""Real processes for the tests: an `mlflow server` on a loopback port, small search specs, and
-the hold point that stops a running search at a state a test chose.
+"""Real processes for the tests: the CLI (run to its end, or started and left running), an
+`mlflow server` on a loopback port, and the hold point that stops a running search at a state a
+test chose.
 
 Every server binds 127.0.0.1 only.
 """
@@ -14,17 +15,58 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from xlt_search.search import HOLD_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
-E2E_SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
 MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+def _cli_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    # No RAY_ADDRESS: a search starts a Ray instance of its own, never one the environment names.
+    return {**os.environ, "RAY_ADDRESS": "", **(env or {})}
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """`xlt-search ARGS` in `cwd`, run to its end, its output captured as text; `env` goes over
+    this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "xlt_search", *args],
+        cwd=cwd,
+        env=_cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def start_cli(
+    *args: str,
+    cwd: Path,
+    stdout: Path,
+    stderr: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`xlt-search ARGS` in `cwd`, started and left running, writing to the file `stdout` and to
+    `stderr` (None: into `stdout` too); `env` goes over this process's environment. It runs in a
+    process group of its own, the driver and the Ray it starts, which `kill_group` ends."""
+    with contextlib.ExitStack() as files:  # the child keeps its own copies of the files
+        out = files.enter_context(stdout.open("w"))
+        err = files.enter_context(stderr.open("w")) if stderr is not None else subprocess.STDOUT
+        return subprocess.Popen(
+            [sys.executable, "-m", "xlt_search", *args],
+            cwd=cwd,
+            env=_cli_env(env),
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
 
 
 def free_port() -> int:
@@ -73,37 +115,6 @@ class MlflowServer:
         self.process.terminate()
         self.process.wait(timeout=60)
         self.process = None
-
-
-def small_spec(work: Path, name: str, pool_size: int, **changes: Any) -> Path:
-    """The e2e spec cut to the first `pool_size` pool tasks, one subset of each size and no
-    baseline (these specs test the machinery, not the answer), FIFO and short phases (60 + 60 x 2
-    budget_steps a trial, a report every 20), logging to experiment `name` and storing under
-    `work/runs`; `changes` replace top-level keys. Returns its path."""
-    raw = yaml.safe_load(E2E_SPEC.read_text())
-    raw.update(
-        name=name,
-        pool=raw["pool"][:pool_size],
-        subsets={
-            "sampler": "stratified",
-            "sizes": list(range(1, pool_size + 1)),
-            "per_size": 1,
-            "baseline": False,
-        },
-        budget={
-            "intermediate_steps": 60,
-            "target_steps": 60,
-            "report_every_steps": 20,
-            "probe_steps": 5,
-            "scheduler": "fifo",
-        },
-        mlflow={"experiment": name},
-        storage_path=str(work / "runs"),
-    )
-    raw.update(changes)
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 class Hold:

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from processes import ROOT, small_spec
+from search_specs import E2E_SPEC, SMALL_BUDGET, search_spec, write_spec
 
-BENCHMARKS = ROOT / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def run_benchmark(script: str, work: Path, *args: str) -> str:
@@ -68,8 +67,7 @@ def test_throughput(tmp_path: Path) -> None:
 
 
 def test_data_prep(tmp_path: Path) -> None:
-    spec = ROOT / "tests" / "specs" / "e2e.yaml"
-    output = run_benchmark("data_prep.py", tmp_path, "--spec", str(spec), "--warm-runs", "1")
+    output = run_benchmark("data_prep.py", tmp_path, "--spec", str(E2E_SPEC), "--warm-runs", "1")
     first = number(table_row(output, "first search: empty cache, datasets' raw cache empty")[1])
     second = number(table_row(output, "second search, run 1: same cache")[1])
     assert second < first, output
@@ -83,6 +81,7 @@ def test_planted_relatedness(tmp_path: Path) -> None:
         assert 0 <= number(table_row(output, condition)[-2]) <= 1  # the score
 
 
+@pytest.mark.e2e  # its packed trials are Ray tasks: it starts Ray
 def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path: Path) -> None:
     output = run_benchmark(
         "gpu_mfu.py",
@@ -99,11 +98,8 @@ def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path: Path) -> None:
 
 
 def asha_spec(work: Path) -> Path:
-    spec = small_spec(work, "asha-smoke", 3)
-    raw = yaml.safe_load(spec.read_text())
-    raw["budget"].update(scheduler="asha", grace_period_steps=20)
-    spec.write_text(yaml.safe_dump(raw))
-    return spec
+    budget = {**SMALL_BUDGET, "scheduler": "asha", "grace_period_steps": 20}
+    return write_spec(work, search_spec("asha-smoke", work, pool_size=3, budget=budget))
 
 
 @pytest.mark.e2e
@@ -119,7 +115,7 @@ def test_asha_vs_fifo(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_peer_hf_trainer(tmp_path: Path) -> None:
-    spec = small_spec(tmp_path, "peer-smoke", 2)
+    spec = write_spec(tmp_path, search_spec("peer-smoke", tmp_path, pool_size=2))
     output = run_benchmark(
         "peer_hf_trainer.py",
         tmp_path,
@@ -133,6 +129,7 @@ def test_peer_hf_trainer(tmp_path: Path) -> None:
     assert "ours/peer wall time: whole search" in output
 
 
+@pytest.mark.e2e  # a search through the CLI
 def test_pretrained_encoder(tmp_path: Path) -> None:
     output = run_benchmark(
         "pretrained_encoder.py", tmp_path, "--intermediate-steps", "10", "--target-steps", "30"

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from processes import run_cli
+from search_specs import search_spec, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 
 
-def xlt(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def write_spec(tmp_path: Path, change) -> Path:
-    raw = yaml.safe_load(QUICKSTART.read_text())
+def quickstart_with(tmp_path: Path, change) -> Path:
+    """The quickstart, storing under tmp_path/runs, with `change` made to it, written there."""
+    raw = search_spec("quickstart", tmp_path, base=QUICKSTART)
     change(raw)
-    raw["storage_path"] = str(tmp_path / "runs")
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_spec(tmp_path, raw)
 
 
 def set_key(raw: dict, dotted: str, value) -> None:
@@ -72,7 +57,7 @@ BAD_SPECS = {
 @pytest.mark.parametrize("case", list(BAD_SPECS))
 def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     change, expected = BAD_SPECS[case]
-    result = xlt("run", str(write_spec(tmp_path, change)), "--dry-run", cwd=tmp_path)
+    result = run_cli("run", str(quickstart_with(tmp_path, change)), "--dry-run", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xlt-search: error: ")
@@ -81,23 +66,24 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, BAD_SPECS["typo"][0])
-    result = xlt("--debug", "run", str(spec), "--dry-run", cwd=tmp_path)
+    spec = quickstart_with(tmp_path, BAD_SPECS["typo"][0])
+    result = run_cli("--debug", "run", str(spec), "--dry-run", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
 def test_dry_run_prints_the_plan(tmp_path: Path) -> None:
-    result = xlt("run", str(QUICKSTART), "--dry-run", cwd=tmp_path)
+    result = run_cli("run", str(QUICKSTART), "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for word in ("trials", "per size", "k=1:", "k=9:", "budget_steps", "rungs", "cpu"):
         assert word in result.stdout
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.e2e  # the check needs the Ray cluster's resources: Ray starts
 def test_gpu_fraction_without_a_gpu_fails_before_anything_is_written(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, lambda raw: set_key(raw, "resources.gpu", 0.25))
+    spec = quickstart_with(tmp_path, lambda raw: set_key(raw, "resources.gpu", 0.25))
     db = tmp_path / "keep.db"
-    result = xlt("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
     assert result.returncode == 2, result.stderr
     assert "resources.gpu: 0.25 asks for a GPU" in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
@@ -105,10 +91,10 @@ def test_gpu_fraction_without_a_gpu_fails_before_anything_is_written(tmp_path: P
 
 
 def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
-    spec = write_spec(
+    spec = quickstart_with(
         tmp_path, lambda raw: set_key(raw, "mlflow.tracking_uri", "http://127.0.0.1:9")
     )
-    result = xlt("run", str(spec), cwd=tmp_path)
+    result = run_cli("run", str(spec), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
@@ -117,7 +103,7 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
 def test_tasks_lists_the_registry(tmp_path: Path) -> None:
     from xlt_search.tasks import REGISTRY
 
-    result = xlt("tasks", cwd=tmp_path)
+    result = run_cli("tasks", cwd=tmp_path)
     assert result.returncode == 0
     for key in REGISTRY:
         assert key in result.stdout
@@ -129,7 +115,7 @@ def test_tasks_lists_the_registry(tmp_path: Path) -> None:
 
 
 def test_tasks_shows_one_declaration_and_a_specs_own_tasks(tmp_path: Path) -> None:
-    result = xlt("tasks", "xcopa", cwd=tmp_path)
+    result = run_cli("tasks", "xcopa", cwd=tmp_path)
     assert result.returncode == 0
     assert "trains on   social_iqa then copa" in result.stdout
     assert "cambridgeltl/xcopa, config {lang}" in result.stdout
@@ -144,27 +130,28 @@ def test_tasks_shows_one_declaration_and_a_specs_own_tasks(tmp_path: Path) -> No
         "columns": {"text_a": "sentence", "label": "label"},
         "sources": [{"path": "csv", "data_files": {"train": "sst/train.csv"}}],
     }
-    spec = write_spec(tmp_path, lambda raw: raw.update(tasks={"my_sst": my_sst}))
-    listed = xlt("tasks", "--spec", str(spec), cwd=tmp_path)
+    spec = quickstart_with(tmp_path, lambda raw: raw.update(tasks={"my_sst": my_sst}))
+    listed = run_cli("tasks", "--spec", str(spec), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "my_sst" in listed.stdout
-    unknown = xlt("tasks", "xnil", cwd=tmp_path)
+    unknown = run_cli("tasks", "xnil", cwd=tmp_path)
     assert unknown.returncode == 2 and "did you mean 'xnli'" in unknown.stderr
 
 
 def test_malformed_yaml_is_one_line_with_its_place(tmp_path: Path) -> None:
     spec = tmp_path / "broken.yaml"
     spec.write_text("name: x\nbudget: {intermediate_steps: 3\n")
-    result = xlt("run", str(spec), "--dry-run", cwd=tmp_path)
+    result = run_cli("run", str(spec), "--dry-run", cwd=tmp_path)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "broken.yaml: malformed YAML at line 3" in line
 
 
+@pytest.mark.e2e  # the check needs the Ray cluster's resources: Ray starts
 def test_more_cpus_than_the_cluster_has_fails_before_anything_is_written(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, lambda raw: set_key(raw, "resources.cpu", 64))
+    spec = quickstart_with(tmp_path, lambda raw: set_key(raw, "resources.cpu", 64))
     db = tmp_path / "keep.db"
-    result = xlt("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
     assert result.returncode == 2, result.stderr
     assert (
         "resources.cpu: 64 per trial, but the cluster has" in result.stderr.strip().splitlines()[-1]
@@ -177,12 +164,9 @@ def test_a_storage_path_that_cannot_be_a_folder_fails_before_anything_is_written
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("an existing file where the results would go")
-    spec = write_spec(tmp_path, lambda raw: None)
-    raw = yaml.safe_load(spec.read_text())
-    raw["storage_path"] = str(blocker / "runs")
-    spec.write_text(yaml.safe_dump(raw))
+    spec = quickstart_with(tmp_path, lambda raw: raw.update(storage_path=str(blocker / "runs")))
     db = tmp_path / "keep.db"
-    result = xlt("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip().splitlines()[-1]  # Ray's own notice about its auth comes first
     assert f"storage_path: {blocker / 'runs'} cannot hold the search's results" in line
@@ -192,13 +176,15 @@ def test_a_storage_path_that_cannot_be_a_folder_fails_before_anything_is_written
 
 def test_report_on_an_experiment_mlflow_lacks_is_one_line(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
-    result = xlt(
+    result = run_cli(
         "report", "quickstrat", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     )
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("xlt-search: error: no MLflow experiment 'quickstrat'")
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("report-*"))
-    unreachable = xlt("report", "quickstart", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path)
+    unreachable = run_cli(
+        "report", "quickstart", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path
+    )
     assert unreachable.returncode == 2
     assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in unreachable.stderr

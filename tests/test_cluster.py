@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from processes import Hold, MlflowServer, free_port, small_spec
+from processes import Hold, MlflowServer, free_port
+from search_specs import search_spec, write_spec
 
 from xlt_search.tracking import load_trials
 
@@ -100,17 +100,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         _ray("stop", "--force", env=env)
 
 
-def _job_spec(work: Path, name: str, cluster: Cluster) -> Path:
-    return small_spec(
-        work,
+def _job_spec(work: Path, name: str, cluster: Cluster, tracking_uri: str | None = None) -> Path:
+    """The spec of a job on `cluster`, logging to its MLflow server unless `tracking_uri` says
+    otherwise; its storage path under `work` (one machine: every node sees it)."""
+    raw = search_spec(
         name,
-        4,
+        work,
+        pool_size=4,
         max_concurrent_trials=2,
         max_failures=3,
-        mlflow={"experiment": name, "tracking_uri": cluster.mlflow_uri},
-        storage_path=str(work / "runs"),  # one machine: every node sees it
+        mlflow={"experiment": name, "tracking_uri": tracking_uri or cluster.mlflow_uri},
         data={"max_seq_length": 32, "cache_dir": str(work / "cache")},
     )
+    return write_spec(work, raw)
 
 
 def _submit(
@@ -167,10 +169,7 @@ def test_a_job_submitted_search_uses_both_nodes_and_logs_one_run_per_trial(
 def test_a_local_mlflow_store_on_a_cluster_is_refused_in_one_line(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    spec = _job_spec(tmp_path, "local-store", cluster)
-    raw = yaml.safe_load(spec.read_text())
-    raw["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    spec.write_text(yaml.safe_dump(raw))
+    spec = _job_spec(tmp_path, "local-store", cluster, f"sqlite:///{tmp_path / 'mlflow.db'}")
     job = _submit(tmp_path, spec, cluster)
     output, _ = job.communicate(timeout=300)
     assert job.returncode != 0

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import FinishedSearch
+from processes import run_cli
+from search_specs import E2E_SPEC, search_spec, write_spec
 
 from xlt_search.tracking import load_trials
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "tests" / "specs" / "e2e.yaml"
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +24,10 @@ def search(quickstart_search: FinishedSearch) -> dict:
         "work": quickstart_search.work,
         "uri": quickstart_search.uri,
         "stdout": quickstart_search.stdout,
-        "env": quickstart_search.env,
     }
 
 
+@pytest.mark.e2e
 def test_every_size_is_trained_and_logged_as_a_child_run(search: dict) -> None:
     from xlt_search.search import make_plan
     from xlt_search.spec import load_spec
@@ -42,6 +40,7 @@ def test_every_size_is_trained_and_logged_as_a_child_run(search: dict) -> None:
     assert (trials["status"] == "errored").sum() == 0
 
 
+@pytest.mark.e2e
 def test_asha_stops_some_trials_early_but_never_the_baseline(search: dict) -> None:
     trials = load_trials("quickstart", search["uri"])
     statuses = trials.loc[trials["n_tasks"] > 0, "status"].value_counts()
@@ -52,6 +51,7 @@ def test_asha_stops_some_trials_early_but_never_the_baseline(search: dict) -> No
     assert baseline["budget_steps"] == 400 * 2  # no intermediate phase; both targets' steps
 
 
+@pytest.mark.e2e
 def test_every_size_of_the_curve_ends_with_completed_trials(search: dict) -> None:
     trials = load_trials("quickstart", search["uri"])
     done = trials[trials["status"] == "completed"].groupby("n_tasks").size()
@@ -60,6 +60,7 @@ def test_every_size_of_the_curve_ends_with_completed_trials(search: dict) -> Non
     assert all(done.get(k, 0) >= 2 for k in range(1, 9)), done.to_dict()
 
 
+@pytest.mark.e2e
 def test_the_best_configuration_is_printed_and_on_the_parent_run(search: dict) -> None:
     import mlflow
 
@@ -78,6 +79,7 @@ def test_the_best_configuration_is_printed_and_on_the_parent_run(search: dict) -
     assert "nothing was learned" not in search["stdout"]  # the quickstart learns its targets
 
 
+@pytest.mark.e2e
 def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     import mlflow
 
@@ -106,17 +108,18 @@ def test_child_runs_carry_params_and_stepped_metrics(search: dict) -> None:
     assert {"spec.yaml", "scaling_curve.csv", "scaling_curve.png"} <= artifacts
 
 
+@pytest.mark.e2e
 def test_report_command_rebuilds_the_report_from_mlflow(search: dict) -> None:
     import mlflow
 
     out = search["work"] / "again"
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "report", "quickstart", "--out", str(out)],
+    result = run_cli(
+        "report",
+        "quickstart",
+        "--out",
+        str(out),
         cwd=search["work"],
-        env=search["env"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        env={"MLFLOW_TRACKING_URI": search["uri"]},
     )
     assert result.returncode == 0, result.stderr
     trials = load_trials("quickstart", search["uri"])
@@ -156,36 +159,20 @@ def run_small_search(
     tmp_path: Path, name: str, **changes
 ) -> tuple[str, subprocess.CompletedProcess]:
     """Run a tiny variant of the e2e spec through the CLI, into its own MLflow store."""
-    import yaml
-
-    raw = yaml.safe_load(SPEC.read_text())
-    raw.update(
-        name=name,
-        budget={
-            "intermediate_steps": 20,
-            "target_steps": 10,
-            "report_every_steps": 10,
-            "probe_steps": 5,
-        },
-        mlflow={"experiment": name},
-        storage_path=str(tmp_path / "runs"),
-        **changes,
-    )
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(yaml.safe_dump(raw))
+    budget = {
+        "intermediate_steps": 20,
+        "target_steps": 10,
+        "report_every_steps": 10,
+        "probe_steps": 5,
+    }
+    spec = write_spec(tmp_path, search_spec(name, tmp_path, budget=budget, **changes))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0, result.stderr[-3000:]
     return uri, result
 
 
+@pytest.mark.e2e
 def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path: Path) -> None:
     pool = yaml_pool()[:2]
     uri, _ = run_small_search(
@@ -222,6 +209,7 @@ def test_running_out_of_gpu_memory_is_recorded_and_raised_again(tmp_path: Path) 
         raise_recorded_failure(filesystem, trial_path)
 
 
+@pytest.mark.e2e
 def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:
     uri, _ = run_small_search(tmp_path, "optuna", subsets={"sampler": "optuna", "num_samples": 3})
     trials = load_trials("optuna", uri)
@@ -232,6 +220,7 @@ def test_optuna_picks_subsets_through_tpe(tmp_path: Path) -> None:
         assert {t for t in yaml_pool() if trial[f"use.{t}"]} == chosen
 
 
+@pytest.mark.e2e
 def test_sampled_hyperparameters_are_drawn_again_from_the_seed(tmp_path: Path) -> None:
     drawn = []
     for run in ("first", "second"):
@@ -250,6 +239,4 @@ def test_sampled_hyperparameters_are_drawn_again_from_the_seed(tmp_path: Path) -
 
 
 def yaml_pool() -> list[str]:
-    import yaml
-
-    return yaml.safe_load(SPEC.read_text())["pool"]
+    return yaml.safe_load(E2E_SPEC.read_text())["pool"]

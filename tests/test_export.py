@@ -7,17 +7,15 @@ search and `xlt-search export` through the CLI, with a real Ray instance and a r
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from conftest import ToyWorld
-from processes import small_spec
+from processes import run_cli
+from search_specs import search_spec, write_spec
 from test_pipeline import TOY_POOL, TOY_TARGETS, Recorder, run, toy_config
 from transformers import AutoModel, AutoTokenizer
 
@@ -140,23 +138,8 @@ def test_only_a_whole_checkpoint_of_a_finished_trial_is_exported(
 EXPERIMENT = "export"
 
 
-def _env(work: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "RAY_ADDRESS": "",
-    }
-
-
-def _xlt(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
-        cwd=work,
-        env=_env(work),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def _uri(work: Path) -> str:
+    return f"sqlite:///{work / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +147,10 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished search of two trials (the baseline and one task), FIFO, 20 steps a phase;
     returns its working folder."""
     work = tmp_path_factory.mktemp("export")
-    spec = small_spec(
-        work,
+    raw = search_spec(
         EXPERIMENT,
-        1,
+        work,
+        pool_size=1,
         hyperparameters={"learning_rate": 1.0e-3},
         subsets={"sampler": "stratified", "sizes": [1], "per_size": 1, "baseline": True},
         budget={
@@ -178,7 +161,8 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "scheduler": "fifo",
         },
     )
-    result = _xlt(work, "run", str(spec))
+    spec = write_spec(work, raw)
+    result = run_cli("run", str(spec), cwd=work, env={"MLFLOW_TRACKING_URI": _uri(work)})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return work
 
@@ -191,10 +175,6 @@ def prepared(search: Path) -> tuple[SearchSpec, PreparedData]:
 
     spec = load_spec(search / f"{EXPERIMENT}.yaml")
     return spec, prepare_search_data(spec)[1]
-
-
-def _uri(work: Path) -> str:
-    return _env(work)["MLFLOW_TRACKING_URI"]
 
 
 def _export(
@@ -240,7 +220,9 @@ def test_the_best_trial_exports_and_scores_as_it_logged(
     search: Path, prepared: tuple[SearchSpec, PreparedData]
 ) -> None:
     out = search / "best"
-    result = _xlt(search, "export", EXPERIMENT, str(out))
+    result = run_cli(
+        "export", EXPERIMENT, str(out), cwd=search, env={"MLFLOW_TRACKING_URI": _uri(search)}
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     trials = load_trials(EXPERIMENT, _uri(search))
     summary = check_export(out, best_trial(trials), prepared)

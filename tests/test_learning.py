@@ -8,14 +8,12 @@ the spec's `tasks:` section, as a user points a registered task at files of thei
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from processes import small_spec
+from processes import run_cli
+from search_specs import search_spec, write_spec
 
 from xlt_search.synthetic import ensure_suite
 
@@ -38,10 +36,10 @@ def test_random_labels_give_a_report_that_says_nothing_was_learned(tmp_path: Pat
     files.mkdir()
     for i, name in enumerate(["train.en.jsonl", *(f"validation.{c}.jsonl" for c in ("en", "xf1"))]):
         shuffled_copy(suite / name, files / name, seed=i)
-    spec = small_spec(
-        tmp_path,
+    raw = search_spec(
         "random-labels",
-        2,
+        tmp_path,
+        pool_size=2,
         targets=[{"task": "syn_nli", "languages": ["en", "xf1"]}],
         subsets={"sampler": "grid", "sizes": [1, 2], "baseline": True},
         tasks={
@@ -59,19 +57,9 @@ def test_random_labels_give_a_report_that_says_nothing_was_learned(tmp_path: Pat
             }
         },
     )
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "RAY_ADDRESS": "",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    spec = write_spec(tmp_path, raw)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    result = run_cli("run", str(spec), cwd=tmp_path, env=env, timeout_s=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "nothing was learned: syn_nli en" in result.stdout
     (summary,) = (tmp_path / "runs").glob("*/report/summary.md")

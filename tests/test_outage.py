@@ -3,13 +3,11 @@ arrives, once, and the search never notices. Real processes on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from processes import Hold, MlflowServer, kill_group, small_spec, wait_for
+from processes import Hold, MlflowServer, kill_group, start_cli, wait_for
+from search_specs import search_spec, write_spec
 
 from xlt_search.tracking import load_trials
 
@@ -18,20 +16,14 @@ pytestmark = pytest.mark.e2e
 
 def test_metrics_logged_while_the_server_is_down_arrive_when_it_is_back(tmp_path: Path) -> None:
     server = MlflowServer(tmp_path)
-    spec = small_spec(
-        tmp_path, "outage", 3, mlflow={"experiment": "outage", "tracking_uri": server.uri}
+    raw = search_spec(
+        "outage", tmp_path, pool_size=3, mlflow={"experiment": "outage", "tracking_uri": server.uri}
     )
+    spec = write_spec(tmp_path, raw)
     server.start()
     hold = Hold(tmp_path / "hold", budget_steps=20)
     output = tmp_path / "output"
-    search = subprocess.Popen(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
-        cwd=tmp_path,
-        env={**os.environ, "RAY_ADDRESS": "", **hold.env},
-        stdout=output.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the driver and the Ray it started
-    )
+    search = start_cli("run", str(spec), cwd=tmp_path, stdout=output, env=hold.env)
     try:
         wait_for(lambda: len(hold.held()) == 2, "two trials held at their first report", search)
         server.stop()

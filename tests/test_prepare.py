@@ -5,29 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import TOY_WORDS, ToyWorld, _word
+from conftest import TOY_WORDS, ToyWorld, toy_word
+from processes import run_cli
+from search_specs import search_spec, write_spec
 
 from xlt_search.synthetic.encoder import save_encoder
 
 
 def xlt(*args: str, work: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The CLI in `work`, with Ray's temporary folder under it and no cluster to join."""
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
-        cwd=work,
-        env={**os.environ, "RAY_TMPDIR": str(work / "raytmp"), "RAY_ADDRESS": "", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """The CLI in `work`, with Ray's temporary folder under it (`assert_nothing_started` looks
+    there)."""
+    return run_cli(*args, cwd=work, env={"RAY_TMPDIR": str(work / "raytmp"), **(env or {})})
 
 
 def toy_spec(world: ToyWorld, work: Path, model: str, **data: object) -> dict:
@@ -42,31 +35,26 @@ def toy_spec(world: ToyWorld, work: Path, model: str, **data: object) -> dict:
         for code, lang in world.languages.items()
         if code != "en"
     }
-    return {
-        "name": "toy",
-        "model": model,
-        "pool": ["toy_nli", "toy_tags"],
-        "targets": [{"task": "toy_copa"}],
-        "subsets": {"sampler": "stratified", "per_size": 1, "baseline": False},
-        "budget": {
+    return search_spec(
+        "toy",
+        work,
+        model=model,
+        pool=["toy_nli", "toy_tags"],
+        targets=[{"task": "toy_copa"}],
+        subsets={"sampler": "stratified", "per_size": 1, "baseline": False},
+        hyperparameters={},
+        budget={
             "intermediate_steps": 4,
             "target_steps": 4,
             "report_every_steps": 4,
             "probe_steps": 2,
             "scheduler": "fifo",
         },
-        "data": {"max_seq_length": 32, "cache_dir": str(work / "cache"), **data},
-        "mlflow": {"experiment": "toy"},
-        "storage_path": str(work / "runs"),
-        "tasks": tasks,
-        "languages": languages,
-    }
-
-
-def write(work: Path, raw: dict) -> Path:
-    path = work / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+        max_concurrent_trials=0,
+        data={"max_seq_length": 32, "cache_dir": str(work / "cache"), **data},
+        tasks=tasks,
+        languages=languages,
+    )
 
 
 def assert_nothing_started(work: Path) -> None:
@@ -100,7 +88,7 @@ def rows(stdout: str) -> dict[str, list[str]]:
 def test_prepare_prints_the_coverage_and_a_second_one_reuses_it(
     toy_world: ToyWorld, tmp_path: Path
 ) -> None:
-    spec = write(tmp_path, toy_spec(toy_world, tmp_path, str(toy_world.encoder)))
+    spec = write_spec(tmp_path, toy_spec(toy_world, tmp_path, str(toy_world.encoder)))
     first = xlt("prepare", str(spec), work=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     table = rows(first.stdout)
@@ -138,7 +126,7 @@ def test_a_tokenizer_that_cannot_read_the_tasks_stops_the_search(
     # What a user saw: the synthetic encoder on a task set of one's own read every word as <unk>
     # ("w66 q928592 w37" -> [0, 3, 3, 3, 2]) and the search trained at chance, without a word.
     raw = toy_spec(toy_world, tmp_path, "synthetic:tiny-xlmr")
-    stopped = xlt("prepare", str(write(tmp_path, raw)), work=tmp_path)
+    stopped = xlt("prepare", str(write_spec(tmp_path, raw)), work=tmp_path)
     line = one_error_line(stopped)
     assert line.startswith(
         "xlt-search: error: toy_nli/train/en (and 5 more splits) is 100.0% unknown tokens for "
@@ -146,12 +134,12 @@ def test_a_tokenizer_that_cannot_read_the_tasks_stops_the_search(
     )
     assert "xlt-search encoder SPEC DIR" in line and "data.allow_unknown_tokens: true" in line
     assert all(row[1] == "100.0%" for row in rows(stopped.stdout).values())
-    run = xlt("run", str(write(tmp_path, raw)), work=tmp_path)
+    run = xlt("run", str(write_spec(tmp_path, raw)), work=tmp_path)
     assert one_error_line(run) == line
     assert_nothing_started(tmp_path)
 
     raw["data"]["allow_unknown_tokens"] = True
-    allowed = xlt("prepare", str(write(tmp_path, raw)), work=tmp_path)
+    allowed = xlt("prepare", str(write_spec(tmp_path, raw)), work=tmp_path)
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     (warning,) = [line for line in allowed.stderr.splitlines() if "warning" in line]
     assert warning.startswith(
@@ -164,10 +152,10 @@ def test_a_few_unknown_words_warn_and_mostly_unknown_ones_stop(
     toy_world: ToyWorld, tmp_path: Path
 ) -> None:
     english = tmp_path / "english-encoder"  # knows the English words only
-    save_encoder([_word(i, "en") for i in range(TOY_WORDS)], english, hidden_size=32)
+    save_encoder([toy_word(i, "en") for i in range(TOY_WORDS)], english, hidden_size=32)
     raw = toy_spec(toy_world, tmp_path, str(english))
     raw["targets"] = [{"task": "toy_copa", "languages": ["en", "ta"]}]
-    warned = xlt("prepare", str(write(tmp_path, raw)), work=tmp_path)
+    warned = xlt("prepare", str(write_spec(tmp_path, raw)), work=tmp_path)
     assert warned.returncode == 0, warned.stderr[-2000:]
     table = rows(warned.stdout)
     assert table["toy_copa/validation/en"][1] == "0.0%"
@@ -180,7 +168,7 @@ def test_a_few_unknown_words_warn_and_mostly_unknown_ones_stop(
     assert f"toy_copa/validation/ta {share:.1f}%" in warning
 
     raw["targets"] = [{"task": "toy_copa"}]  # Toy B shares a fifth of its words with English
-    line = one_error_line(xlt("prepare", str(write(tmp_path, raw)), work=tmp_path))
+    line = one_error_line(xlt("prepare", str(write_spec(tmp_path, raw)), work=tmp_path))
     assert line.startswith("xlt-search: error: toy_copa/validation/tb is ")
 
 
@@ -241,7 +229,7 @@ def test_bad_input_stops_prepare_and_run_before_ray_in_one_line(
     change, expected, cheap = BAD_INPUTS[case]
     raw = toy_spec(toy_world, tmp_path, str(toy_world.encoder))
     change(raw, tmp_path)
-    spec = write(tmp_path, raw)
+    spec = write_spec(tmp_path, raw)
     expected = f"xlt-search: error: {expected.format(work=tmp_path)}"
     # `run` makes the checks `prepare` makes before Ray starts; those --dry-run catches too
     # (no tokenizing needed) are checked there instead of by a whole `run`
@@ -254,7 +242,7 @@ def test_bad_input_stops_prepare_and_run_before_ray_in_one_line(
 def test_the_tracking_uri_from_the_environment_is_checked_before_anything(
     toy_world: ToyWorld, tmp_path: Path
 ) -> None:
-    spec = write(tmp_path, toy_spec(toy_world, tmp_path, str(toy_world.encoder)))
+    spec = write_spec(tmp_path, toy_spec(toy_world, tmp_path, str(toy_world.encoder)))
     for command in (["prepare"], ["run", "--dry-run"]):
         result = xlt(*command, str(spec), work=tmp_path, env={"MLFLOW_TRACKING_URI": "garbage://x"})
         assert "MLflow has no tracking store for 'garbage://'" in one_error_line(result)
@@ -271,23 +259,23 @@ def test_an_encoder_of_the_specs_own_words_reads_every_split(
     raw["data"]["max_seq_length"] = 200  # past the synthetic encoder's 126 positions
     out = tmp_path / "own-encoder"
     built = xlt(
-        "encoder", str(write(tmp_path, raw)), str(out), "--hidden-size", "16", work=tmp_path
+        "encoder", str(write_spec(tmp_path, raw)), str(out), "--hidden-size", "16", work=tmp_path
     )
     assert built.returncode == 0, built.stderr[-2000:]
     assert f"and an encoder of hidden size 16 to {out}; set model: {out}" in built.stdout
     model, tokenizer = AutoModel.from_pretrained(out), AutoTokenizer.from_pretrained(out)
     assert model.config.hidden_size == 16 and model.config.max_position_embeddings == 202
-    words = {_word(i, lang) for lang in ("en", "ta", "tb") for i in range(TOY_WORDS)}
+    words = {toy_word(i, lang) for lang in ("en", "ta", "tb") for i in range(TOY_WORDS)}
     assert set(tokenizer.get_vocab()) == words | {"<s>", "<pad>", "</s>", "<unk>", "<mask>"}
     assert f"wrote a tokenizer of {len(words)} words (from 6 splits)" in built.stdout
 
     raw["model"] = str(out)
-    prepared = xlt("prepare", str(write(tmp_path, raw)), work=tmp_path)
+    prepared = xlt("prepare", str(write_spec(tmp_path, raw)), work=tmp_path)
     assert prepared.returncode == 0, prepared.stderr[-2000:]
     assert len(rows(prepared.stdout)) == 6
     assert all(row[1] == "0.0%" for row in rows(prepared.stdout).values())
     assert "warning" not in prepared.stderr
-    again = xlt("encoder", str(write(tmp_path, raw)), str(out), work=tmp_path)
+    again = xlt("encoder", str(write_spec(tmp_path, raw)), str(out), work=tmp_path)
     assert "already exists and is not empty" in one_error_line(again)
 
 
@@ -356,13 +344,12 @@ def test_a_search_logs_the_coverage_on_its_parent_run(toy_world: ToyWorld, tmp_p
         max_concurrent_trials=1,
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run(  # Ray's own temporary folder: a socket path under tmp_path is too long
-        [sys.executable, "-m", "xlt_search", "run", str(write(tmp_path, raw))],
+    result = run_cli(  # Ray's own temporary folder: a socket path under tmp_path is too long
+        "run",
+        str(write_spec(tmp_path, raw)),
         cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
-        capture_output=True,
-        text=True,
-        timeout=900,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout_s=900,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.index("truncated at 32") < result.stdout.index("[1/1] ")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from search_specs import search_spec
 
 from xlt_search import subsets
 from xlt_search.analysis.chance import TAG, Chance, to_tag
@@ -14,16 +15,14 @@ from xlt_search.analysis.report import mark_parent_run, write_report
 from xlt_search.spec import parse_spec
 from xlt_search.tracking import SearchLogger
 
-SPEC = Path(__file__).resolve().parent / "specs" / "e2e.yaml"
 LEVELS = {"syn_nli": {"en": Chance(1 / 3, 300), "xf1": Chance(1 / 3, 300)}}
 
 
 @pytest.fixture
 def spec():
-    raw = yaml.safe_load(SPEC.read_text())
-    raw.update(name="checks", targets=[{"task": "syn_nli", "languages": ["en", "xf1"]}])
-    raw["mlflow"] = {"experiment": "checks"}
-    return parse_spec(raw)
+    return parse_spec(
+        search_spec("checks", targets=[{"task": "syn_nli", "languages": ["en", "xf1"]}])
+    )
 
 
 def log(uri: str, spec, trials: list[tuple[tuple[str, ...], str, float, float]]) -> SearchLogger:

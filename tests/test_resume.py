@@ -12,55 +12,43 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
-from processes import Hold, kill_group, small_spec, wait_for
+from processes import Hold, kill_group, run_cli, start_cli, wait_for
+from search_specs import SMALL_BUDGET, search_spec, write_spec
 
 from xlt_search.tracking import INTERRUPTED, ROLE_TAG, STATE_TAG, load_trials
-
-pytestmark = pytest.mark.e2e
 
 STOPPED = "xlt-search: interrupted; continue with: xlt-search resume resume"
 
 
 def _spec(work: Path, **changes: object) -> Path:
     # a fixed learning rate: the searches train alike
-    return small_spec(work, "resume", 4, hyperparameters={"learning_rate": 1.0e-3}, **changes)
+    raw = search_spec(
+        "resume", work, pool_size=4, hyperparameters={"learning_rate": 1.0e-3}, **changes
+    )
+    return write_spec(work, raw)
 
 
 def _env(work: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "RAY_ADDRESS": "",
-    }
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
 
 
 def _xlt(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
-        cwd=work,
-        env=_env(work),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_cli(*args, cwd=work, env=_env(work), timeout_s=900)
 
 
 def _start(work: Path, spec: Path, env: dict[str, str]) -> subprocess.Popen:
-    """`xlt-search run SPEC` in its own process group (the driver and the Ray it starts), its
-    output in work/stdout and work/stderr."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "xlt_search", "run", str(spec)],
+    """`xlt-search run SPEC`, its output in work/stdout and work/stderr."""
+    return start_cli(
+        "run",
+        str(spec),
         cwd=work,
+        stdout=work / "stdout",
+        stderr=work / "stderr",
         env={**_env(work), **env},
-        stdout=(work / "stdout").open("w"),
-        stderr=(work / "stderr").open("w"),
-        start_new_session=True,
     )
 
 
@@ -126,6 +114,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, 
     return _outcome(work)
 
 
+@pytest.mark.e2e
 def test_a_killed_driver_resumes_to_the_uninterrupted_result(
     tmp_path: Path, reference: dict[str, tuple[str, int, float]]
 ) -> None:
@@ -162,6 +151,7 @@ def test_a_killed_driver_resumes_to_the_uninterrupted_result(
     assert (continued["restored_from"] > 0).any()
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
     tmp_path: Path, reference: dict[str, tuple[str, int, float]]
 ) -> None:
@@ -200,6 +190,7 @@ def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
     assert list((tmp_path / "runs").glob("*/report/summary.md"))
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_the_search_as_ctrl_c_does(tmp_path: Path) -> None:
     hold = Hold(tmp_path / "hold", budget_steps=20)
     driver = _start(tmp_path, _spec(tmp_path), hold.env)
@@ -268,14 +259,15 @@ def test_resume_refuses_a_missing_experiment_or_a_damaged_checkpoint(tmp_path: P
         check_experiment(str(experiment))
 
 
+@pytest.mark.e2e
 def test_resume_through_the_cli_refuses_damage_in_one_line_and_keeps_everything(
     tmp_path: Path,
 ) -> None:
-    spec = _spec(tmp_path)
-    raw = yaml.safe_load(spec.read_text())
-    raw["subsets"] = {"sampler": "stratified", "sizes": [1, 2], "per_size": 1, "baseline": False}
-    raw["budget"].update(intermediate_steps=20, target_steps=20)
-    spec.write_text(yaml.safe_dump(raw))
+    spec = _spec(
+        tmp_path,
+        subsets={"sampler": "stratified", "sizes": [1, 2], "per_size": 1, "baseline": False},
+        budget={**SMALL_BUDGET, "intermediate_steps": 20, "target_steps": 20},
+    )
     assert _xlt(tmp_path, "run", str(spec)).returncode == 0
     runs = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
     (experiment,) = (tmp_path / "runs").iterdir()

@@ -6,12 +6,10 @@ Dry runs only: nothing is trained or downloaded (HF_HUB_OFFLINE=1), and nothing 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from processes import run_cli
 
 from xlt_search.spec import SearchSpec, load_spec
 from xlt_search.tasks import REGISTRY
@@ -100,14 +98,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, path: Path) 
     trials, budget = derived_trials(spec), derived_budget(spec)
     if path.name in PLANS:
         assert (trials, budget) == PLANS[path.name]
-    result = subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(path), "--dry-run"],
-        cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("run", str(path), "--dry-run", cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"search      {spec.name}  (model {spec.model})"

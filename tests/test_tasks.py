@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from hub_fixtures import WORDS, write_ccg_files, write_mirror
+from processes import run_cli
+from search_specs import search_spec, write_spec
 
 from xlt_search.data import (
     BatchStream,
@@ -253,15 +251,19 @@ def _real_spec(tmp_path: Path, encoder: str, mirror: Path | None) -> Path:
     pairs.write_text(
         "left,right,same\n" + "".join(f"w{i} w{i + 1},w{i},{i % 2}\n" for i in range(20))
     )
-    raw = {
-        "name": "real-tasks",
-        "model": encoder,
-        "pool": ["mnli", "squad_v2", "ccg", "my_pairs"],
-        "targets": [
+    data = {"max_seq_length": MAX_SEQ_LENGTH, "cache_dir": str(tmp_path / "cache")}
+    if mirror is not None:
+        data["mirror"] = str(mirror)
+    raw = search_spec(
+        "real-tasks",
+        tmp_path,
+        model=encoder,
+        pool=["mnli", "squad_v2", "ccg", "my_pairs"],
+        targets=[
             {"task": "xnli", "languages": ["en", "de", "sw"]},
             {"task": "tatoeba", "languages": ["de", "sw"]},
         ],
-        "tasks": {
+        tasks={
             "ccg": {"sources": [{"path": "json", "data_files": write_ccg_files(tmp_path)}]},
             "my_pairs": {
                 "kind": "classification",
@@ -271,45 +273,27 @@ def _real_spec(tmp_path: Path, encoder: str, mirror: Path | None) -> Path:
                 "metric": "accuracy",
             },
         },
-        "subsets": {"sampler": "stratified", "sizes": [1, 4], "per_size": 1},
-        "budget": {
+        subsets={"sampler": "stratified", "sizes": [1, 4], "per_size": 1},
+        budget={
             "intermediate_steps": 4,
             "target_steps": 4,
             "report_every_steps": 2,
             "probe_steps": 2,
             "scheduler": "fifo",
         },
-        "hyperparameters": {"per_device_batch_size": 4},
-        "resources": {"cpu": 1},
-        "max_concurrent_trials": 2,
-        "data": {"max_seq_length": MAX_SEQ_LENGTH, "cache_dir": str(tmp_path / "cache")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-        "storage_path": str(tmp_path / "runs"),
-    }
-    if mirror is not None:
-        raw["data"]["mirror"] = str(mirror)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def _xlt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_ADDRESS": "", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        hyperparameters={"per_device_batch_size": 4},
+        data=data,
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     )
+    return write_spec(tmp_path, raw)
 
 
 @pytest.mark.e2e
 def test_a_search_over_real_tasks_reads_the_mirror(
     mirror: Path, encoder: str, tmp_path: Path
 ) -> None:
-    result = _xlt("run", str(_real_spec(tmp_path, encoder, mirror)), cwd=tmp_path)
+    spec = _real_spec(tmp_path, encoder, mirror)
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = load_trials("real-tasks", f"sqlite:///{tmp_path / 'mlflow.db'}")
     # 0: the baseline; 4: ccg and my_pairs trained too
@@ -329,7 +313,8 @@ def test_a_search_over_real_tasks_reads_the_mirror(
 def test_a_dataset_missing_offline_is_one_line_and_writes_nothing(
     encoder: str, tmp_path: Path
 ) -> None:
-    result = _xlt("run", str(_real_spec(tmp_path, encoder, mirror=None)), cwd=tmp_path)
+    spec = _real_spec(tmp_path, encoder, mirror=None)
+    result = run_cli("run", str(spec), cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("xlt-search: error: dataset nyu-mll/glue (config mnli)")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import MlflowServer
+from processes import MlflowServer, run_cli
 
 from xlt_search import tracking
 from xlt_search.errors import UserError
@@ -65,6 +65,7 @@ def check_logged_once(uri: str, parent_run_id: str, reports: list[tuple[str, int
         assert run.data.params["learning_rate"] == "0.001"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "mlflow_retries",
     [None, "0"],
@@ -146,6 +147,7 @@ DRIVER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_server_gone_until_the_end_leaves_a_journal_that_sync_delivers_once(
     server: MlflowServer, tmp_path: Path
 ) -> None:
@@ -173,12 +175,7 @@ def test_a_server_gone_until_the_end_leaves_a_journal_that_sync_delivers_once(
     assert f"`xlt-search sync {results}`" in warning
 
     def sync() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "xlt_search", "sync", str(results)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        return run_cli("sync", str(results))
 
     unreachable = sync()
     assert unreachable.returncode == 2 and unreachable.stdout == ""

@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xlt_search.analysis.best import COMPLETED, best_trial
+from xlt_search.analysis.best import best_trial
 from xlt_search.errors import UserError
+from xlt_search.names import COMPLETED
 
 if TYPE_CHECKING:
     import pandas as pd

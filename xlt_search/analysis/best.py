@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from xlt_search.analysis.curves import configuration_keys
+from xlt_search.names import COMPLETED
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COMPLETED = "completed"  # the `status` of a trial that ran its whole budget
 TAG = "xlt.best"  # the parent run's tag: the best subset ("baseline" for the empty one)
 RUN_TAG = "xlt.best_run_id"  # the child run of the best configuration's best seed
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from xlt_search.names import COMPLETED, EARLY_STOPPED
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -204,7 +206,7 @@ def check_learning(
     the cause: the completed trials' median final `loss` (the target fine-tunes') against the mean
     of ln(classes) over targets.
     """
-    counted = trials[trials["status"].isin(("completed", "early_stopped"))]
+    counted = trials[trials["status"].isin((COMPLETED, EARLY_STOPPED))]
     checks = []
     for target, by_lang in levels.items():
         language = "en" if "en" in by_lang else next(iter(by_lang))
@@ -229,7 +231,7 @@ def check_learning(
             )
         )
     stuck = None
-    done = counted[counted["status"] == "completed"]  # their last loss is the target phase's
+    done = counted[counted["status"] == COMPLETED]  # their last loss is the target phase's
     if classes and "loss" in done and done["loss"].notna().any():
         level = sum(math.log(max(2, c)) for c in classes.values()) / len(classes)
         loss = float(done["loss"].astype(float).median())

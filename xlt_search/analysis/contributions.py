@@ -27,6 +27,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 from xlt_search.analysis.curves import percentile_interval
+from xlt_search.names import COMPLETED, EARLY_STOPPED
 from xlt_search.subsets import flag_name
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def counted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:
     """The trials the fits use: those that ran to their end or to an ASHA cut (never a running,
     interrupted or failed trial, whose last score is a probe's), the baseline only
     `with_baseline`."""
-    kept = trials["status"].isin(("completed", "early_stopped"))
+    kept = trials["status"].isin((COMPLETED, EARLY_STOPPED))
     return trials[kept if with_baseline else kept & (trials["n_tasks"] > 0)]
 
 

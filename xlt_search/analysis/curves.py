@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xlt_search.names import COMPLETED, EARLY_STOPPED
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -91,7 +93,7 @@ def scaling_curve(
     rows = []
     for k in wanted:
         of_size = trials[n_tasks == k]
-        done = (of_size["status"] == "completed") & of_size[metric].notna()
+        done = (of_size["status"] == COMPLETED) & of_size[metric].notna()
         scores = of_size.loc[done, metric].astype(float)
         groups = [g.to_numpy() for _, g in scores.groupby(configurations[scores.index])]
         low, high = _bootstrap_interval(groups, samples, rng)
@@ -101,7 +103,7 @@ def scaling_curve(
                 "n_tasks": k,
                 "trials": len(of_size),
                 "completed": len(scores),
-                "early_stopped": int((of_size["status"] == "early_stopped").sum()),
+                "early_stopped": int((of_size["status"] == EARLY_STOPPED).sum()),
                 "best": max((g.mean() for g in groups), default=math.nan),
                 "mean": scores.mean() if len(scores) else math.nan,
                 "std": scores.std(ddof=1) if len(scores) > 1 else math.nan,
@@ -143,7 +145,7 @@ def seed_variance(trials: pd.DataFrame, metric: str = "score") -> pd.DataFrame:
     import pandas as pd
 
     columns = ["configuration", "tasks", "n_tasks", "seeds", "mean", "std"]
-    done = trials[(trials["status"] == "completed") & trials[metric].notna()]
+    done = trials[(trials["status"] == COMPLETED) & trials[metric].notna()]
     if done.empty:
         return pd.DataFrame(columns=columns)
     grouped = done.assign(configuration=configuration_keys(done)).groupby("configuration")
@@ -279,7 +281,7 @@ def _draw_curve(axes: object, curve: pd.DataFrame, trials: pd.DataFrame, metric:
     )
     axes.plot(sizes, sized["best"], "s--", label="best configuration")
     if metric in trials.columns:
-        cut = trials[(trials["status"] == "early_stopped") & (trials["n_tasks"] > 0)]
+        cut = trials[(trials["status"] == EARLY_STOPPED) & (trials["n_tasks"] > 0)]
         axes.plot(
             cut["n_tasks"] + 0.15,
             cut[metric],

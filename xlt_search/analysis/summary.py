@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from xlt_search.analysis import chance, curves
+from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, INTERRUPTED, RUNNING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,4 +202,4 @@ def _contributions_section(report: Report) -> list[str]:
     return lines
 
 
-_STATUSES = ("completed", "early_stopped", "errored", "interrupted", "running")
+_STATUSES = (COMPLETED, EARLY_STOPPED, ERRORED, INTERRUPTED, RUNNING)

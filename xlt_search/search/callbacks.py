@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from xlt_search import subsets
+from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED
 
 if TYPE_CHECKING:
     from xlt_search.tracking import SearchLogger, TrialStatus
@@ -89,7 +90,7 @@ class MLflowCallback(Callback):
         reason = next(
             (line for line in reversed(str(text).splitlines()) if line.strip()), "unknown"
         )
-        self.logger.trial_ended(trial.trial_id, "errored", error=reason[:500])
+        self.logger.trial_ended(trial.trial_id, ERRORED, error=reason[:500])
 
 
 def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def _is_metric(key: str) -> bool:
 def _ended_status(trial: Any) -> TrialStatus:
     """A trial that ended without error: completed if it ran its whole budget, else ASHA cut it."""
     final = (trial.last_result or {}).get("final", 0.0) == 1.0
-    return "completed" if final else "early_stopped"
+    return COMPLETED if final else EARLY_STOPPED
 
 
 class ProgressCallback(Callback):
@@ -127,14 +128,14 @@ class ProgressCallback(Callback):
         self._line(trial, _ended_status(trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, "errored")
+        self._line(trial, ERRORED)
 
     def _line(self, trial: Any, status: str) -> None:
         self.ended += 1
         result = trial.last_result or {}
         score = result.get("score")
         size, subset = trial.config.get("n_tasks"), trial.config.get("tasks") or "baseline"
-        if status == "completed" and score is not None and size:
+        if status == COMPLETED and score is not None and size:
             self.best = max(self.best, (score, f"k={size}"))
         shown = f"{score:.4f}" if score is not None else "-"
         best = f" | best completed {self.best[0]:.4f} ({self.best[1]})" if self.best[1] else ""

@@ -12,7 +12,7 @@
 
 Each encoder folder loads with `transformers.AutoModel.from_pretrained` (the encoder of an
 mT5-like model with `AutoModelForTextEncoding`); `load_target_model`
-loads a target's folder back as a model `pipeline.evaluate` scores. A retrieval target (Tatoeba)
+loads a target's folder back as a model `trial.evaluate` scores. A retrieval target (Tatoeba)
 has no folder of its own: it scores OUT/encoder.
 """
 
@@ -174,7 +174,15 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
     from transformers import AutoTokenizer
 
     from xlt_search.encoders import pooling
-    from xlt_search.trial import STATE_FILE, MultiTaskModel, check_checkpoint, load_encoder
+    from xlt_search.trial import (
+        STATE_FILE,
+        MultiTaskModel,
+        Phase,
+        check_checkpoint,
+        load_encoder,
+        saved_config,
+        saved_phase,
+    )
 
     try:
         check_checkpoint(checkpoint)
@@ -182,9 +190,9 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
         raise UserError(f"{error}; it cannot be exported") from None
     # Memory-mapped: the optimizers' states, which export has no use for, are never read.
     state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
-    config = _config_of(state["config"])
+    config = saved_config(state)
     done = config.target_steps * len(config.fine_tuned_targets)
-    if state["phase"] != "target" or state["position"] != done:
+    if saved_phase(state) is not Phase.TARGET or state["position"] != done:
         raise UserError(f"{checkpoint} is not the end of its trial; it cannot be exported")
     if state.get("intermediate_encoder") is None:
         raise UserError(
@@ -216,7 +224,7 @@ def write_models(checkpoint: Path, out: Path, registry: Mapping[str, Task]) -> T
 def load_target_model(folder: Path | str, device: str = "cpu") -> MultiTaskModel:
     """A target's exported folder as a MultiTaskModel in eval mode: the fine-tuned encoder and
     its one head, named after the task (`xlt_head.json`'s `task`), ready for
-    `pipeline.evaluate(model, task, ...)`."""
+    `trial.evaluate(model, task, ...)`."""
     from safetensors.torch import load_file
 
     from xlt_search.trial import MultiTaskModel, load_encoder
@@ -230,19 +238,6 @@ def load_target_model(folder: Path | str, device: str = "cpu") -> MultiTaskModel
     )
     model.heads[info["task"]].load_state_dict(load_file(folder / HEAD_FILE))
     return model.to(device).eval()
-
-
-def _config_of(identity: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig a checkpoint records (`pipeline._resume_identity`, read back)."""
-    from xlt_search.trial import TargetConfig, TrialConfig
-
-    fields = dict(identity)
-    fields["tasks"] = tuple(fields["tasks"])
-    fields["targets"] = tuple(
-        TargetConfig(task, tuple(languages), fine_tuned)
-        for task, languages, fine_tuned in fields["targets"]
-    )
-    return TrialConfig(**fields)
 
 
 def _save_pretrained(encoder: Any, tokenizer: Any, folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""The function trainable: one trial = one call of `pipeline.run_trial`, reporting to Tune.
+"""The function trainable: one trial = one call of `trial.run_trial`, reporting to Tune.
 
 Tune retries every error of a trial (`max_failures`), as it cannot tell a lost node from the
 trial's own failure. A retry from the checkpoint would repeat a divergence or running out of the

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, Language, Task
 
-# The trial's tunable fields (pipeline.TrialConfig), with the type a value must have.
+# The trial's tunable fields (trial.TrialConfig), with the type a value must have.
 HYPERPARAMETERS: dict[str, type] = {
     "learning_rate": float,
     "target_learning_rate": float,

@@ -5,6 +5,7 @@ from xlt_search.trial.checkpoint import (
     STATE_FILE,
     check_checkpoint,
     checkpoint_budget_steps,
+    saved_config,
     saved_phase,
 )
 from xlt_search.trial.config import (
@@ -100,6 +101,7 @@ __all__ = [
     "report_metrics",
     "required_splits",
     "retrieval_scores",
+    "saved_config",
     "saved_phase",
     "run_trial",
     "stable_seed",

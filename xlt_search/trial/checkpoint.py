@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from xlt_search.data import BatchStream
-from xlt_search.trial.config import Phase, TrialConfig
+from xlt_search.trial.config import Phase, TargetConfig, TrialConfig
 from xlt_search.trial.model import MultiTaskModel
 from xlt_search.trial.task_sampler import TaskSampler
 from xlt_search.trial.training import FineTune
@@ -155,6 +155,18 @@ def read_state(folder: Path, config: TrialConfig) -> dict[str, Any]:
 def saved_phase(state: Mapping[str, Any]) -> Phase:
     """The phase a state (`read_state`) was saved in."""
     return Phase(state["phase"])
+
+
+def saved_config(state: Mapping[str, Any]) -> TrialConfig:
+    """The settings a state (`read_state`, or the state file loaded) was saved with, as a
+    `TrialConfig` (where it ran, `device` and `num_threads`, at their defaults)."""
+    fields = dict(state["config"])
+    fields["tasks"] = tuple(fields["tasks"])
+    fields["targets"] = tuple(
+        TargetConfig(task, tuple(languages), fine_tuned)
+        for task, languages, fine_tuned in fields["targets"]
+    )
+    return TrialConfig(**fields)
 
 
 def checkpoint_budget_steps(folder: Path) -> int:

@@ -23,6 +23,9 @@ from xlt_search.search import HOLD_ENV
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
 
+CLI = (sys.executable, "-m", "xlt_search")  # the command, in this test run's interpreter
+
+
 def _cli_env(env: Mapping[str, str] | None) -> dict[str, str]:
     # No RAY_ADDRESS: a search starts a Ray instance of its own, never one the environment names.
     return {**os.environ, "RAY_ADDRESS": "", **(env or {})}
@@ -37,7 +40,7 @@ def run_cli(
     """`xlt-search ARGS` in `cwd`, run to its end, its output captured as text; `env` goes over
     this process's environment."""
     return subprocess.run(
-        [sys.executable, "-m", "xlt_search", *args],
+        [*CLI, *args],
         cwd=cwd,
         env=_cli_env(env),
         capture_output=True,
@@ -60,7 +63,7 @@ def start_cli(
         out = files.enter_context(stdout.open("w"))
         err = files.enter_context(stderr.open("w")) if stderr is not None else subprocess.STDOUT
         return subprocess.Popen(
-            [sys.executable, "-m", "xlt_search", *args],
+            [*CLI, *args],
             cwd=cwd,
             env=_cli_env(env),
             stdout=out,

@@ -129,13 +129,9 @@ def target_configs(spec: SearchSpec) -> tuple[TargetConfig, ...]:
     spec lists none), fine-tuned unless it is a retrieval task."""
     from xlt_search.trial import TargetConfig
 
-    registry = spec.registry
+    registry, fine_tuned = spec.registry, spec.fine_tuned_targets
     return tuple(
-        TargetConfig(
-            t.task,
-            t.languages or registry[t.task].languages,
-            fine_tuned=registry[t.task].kind != "retrieval",
-        )
+        TargetConfig(t.task, t.languages or registry[t.task].languages, fine_tuned=t in fine_tuned)
         for t in spec.targets
     )
 

@@ -29,7 +29,8 @@ from xlt_search.data.loading import load_task_split
 from xlt_search.data.sources import content_digest, digest, fill_placeholders, local_copy
 from xlt_search.data.tokenization import tokenize
 from xlt_search.encoders import check_length, read_traits
-from xlt_search.errors import UnknownTaskError, UserError, did_you_mean
+from xlt_search.errors import UserError
+from xlt_search.tasks import get_language, get_task
 from xlt_search.tasks.base import Language, Task
 
 # Bump when tokenization (`tokenization.py`) or what a split's folder holds changes, so caches made
@@ -143,7 +144,7 @@ def prepare_data(
     splits: dict[str, str] = {}
     unique = list(dict.fromkeys(requests))  # in order
     for number, request in enumerate(unique, 1):
-        task = _lookup(registry, request.task)
+        task = get_task(request.task, registry)
         cap = None
         if request.split == "train":
             cap = (max_train_examples_per_task or {}).get(request.task, max_train_examples)
@@ -184,8 +185,8 @@ def prepare_data(
     return PreparedData(
         root=str(cache_dir),
         splits=splits,
-        tasks={r.task: _lookup(registry, r.task) for r in requests},
-        families={code: _lookup_language(languages, code).family for code in codes},
+        tasks={r.task: get_task(r.task, registry) for r in requests},
+        families={code: get_language(code, languages).family for code in codes},
         tokenizer=tokenizer,
         pad_token_id=int(tok.pad_token_id),
         max_seq_length=max_seq_length,
@@ -202,18 +203,6 @@ def _registries(
         registry = tasks.REGISTRY if registry is None else registry
         languages = tasks.LANGUAGES if languages is None else languages
     return registry, languages
-
-
-def _lookup(registry: Mapping[str, Task], key: str) -> Task:
-    if key not in registry:
-        raise UnknownTaskError(f"unknown task '{key}'{did_you_mean(key, registry)}")
-    return registry[key]
-
-
-def _lookup_language(languages: Mapping[str, Language], code: str) -> Language:
-    if code not in languages:
-        raise UnknownTaskError(f"unknown language '{code}'{did_you_mean(code, languages)}")
-    return languages[code]
 
 
 def _source_id(task: Task, split: str, language: str, mirror: str | Path | None) -> list[str]:

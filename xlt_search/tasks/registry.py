@@ -3,6 +3,8 @@ the languages and the named pools of intermediate tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from xlt_search.errors import UnknownTaskError, did_you_mean
 from xlt_search.tasks import (
     commonsense,
@@ -40,7 +42,7 @@ POOLS: dict[str, tuple[str, ...]] = {
 }
 
 
-def get_task(key: str, registry: dict[str, Task] | None = None) -> Task:
+def get_task(key: str, registry: Mapping[str, Task] | None = None) -> Task:
     """The task `key` (of the registry, or of `registry`); an unknown key raises a one-line error
     that suggests the closest."""
     registry = REGISTRY if registry is None else registry
@@ -52,7 +54,7 @@ def get_task(key: str, registry: dict[str, Task] | None = None) -> Task:
         ) from None
 
 
-def get_language(code: str, known: dict[str, Language] | None = None) -> Language:
+def get_language(code: str, known: Mapping[str, Language] | None = None) -> Language:
     """The language `code` (of the registry, or of `known`)."""
     known = LANGUAGES if known is None else known
     try:

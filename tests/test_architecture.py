@@ -55,8 +55,13 @@ def _imports(path: Path) -> set[str]:
     """Every module `path` imports (absolute names), at the top or inside functions."""
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return _imports_of(path.read_text(), package)
+
+
+def _imports_of(source: str, package: str) -> set[str]:
+    """Every module `source` imports at run time, relative imports read from within `package`."""
     found = set()
-    for node in _runtime_nodes(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -94,6 +99,21 @@ def _internal(name: str) -> bool:
         (PACKAGE / Path(*name.split(".")[1:])).with_suffix(".py").exists()
         or (PACKAGE / Path(*name.split(".")[1:]) / "__init__.py").exists()
     )
+
+
+def test_the_reader_finds_lazy_and_relative_imports_and_skips_annotation_only_ones() -> None:
+    source = """
+from typing import TYPE_CHECKING
+from . import plan
+if TYPE_CHECKING:
+    from xlt_search.tracking import SearchLogger
+def fit():
+    import ray
+    from xlt_search.trial import run_trial
+"""
+    found = _imports_of(source, "xlt_search.search")
+    assert {"ray", "xlt_search.search.plan", "xlt_search.trial"} <= found
+    assert not any(name.startswith("xlt_search.tracking") for name in found)
 
 
 def test_the_table_names_every_unit_of_the_package() -> None:

@@ -7,12 +7,17 @@ Every server binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -31,6 +36,52 @@ def _cli_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return {**os.environ, "RAY_ADDRESS": "", **(env or {})}
 
 
+def run_python(
+    *argv: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """`python ARGV` in `cwd` (`["-m", module, ...]` or `[script, ...]`), run to its end in a new
+    process, its output captured as text; `env` is its whole environment. The process is forked
+    from a warm interpreter that has imported torch and MLflow once (tests/warm_python.py)."""
+    server = _warm_interpreter()
+    with tempfile.TemporaryDirectory(prefix="xlt-cmd-") as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        request = {
+            "argv": list(argv),
+            "cwd": str(cwd or Path.cwd()),
+            "env": dict(env or os.environ),
+        }
+        server.stdin.write(json.dumps({**request, "stdout": str(out), "stderr": str(err)}) + "\n")
+        server.stdin.flush()
+        pid = json.loads(server.stdout.readline())["pid"]
+        timed_out = threading.Event()
+        killer = threading.Timer(timeout_s, lambda: (timed_out.set(), os.kill(pid, signal.SIGKILL)))
+        killer.start()
+        try:
+            status = json.loads(server.stdout.readline())["status"]
+        finally:
+            killer.cancel()
+        command = [sys.executable, *argv]
+        if timed_out.is_set():
+            raise subprocess.TimeoutExpired(command, timeout_s, out.read_text(), err.read_text())
+        result = subprocess.CompletedProcess(command, status, out.read_text(), err.read_text())
+    return result
+
+
+@functools.cache
+def _warm_interpreter() -> subprocess.Popen[str]:
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("warm_python.py"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    atexit.register(server.stdin.close)  # its loop ends, and it with it
+    return server
+
+
 def run_cli(
     *args: str,
     cwd: Path | None = None,
@@ -39,14 +90,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`xlt-search ARGS` in `cwd`, run to its end, its output captured as text; `env` goes over
     this process's environment."""
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        env=_cli_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
+    return run_python(*CLI[1:], *args, cwd=cwd, env=_cli_env(env), timeout_s=timeout_s)
 
 
 def start_cli(

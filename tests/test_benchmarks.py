@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from processes import run_python
 from search_specs import E2E_SPEC, SMALL_BUDGET, search_spec, write_spec
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -29,14 +28,7 @@ def run_benchmark(script: str, work: Path, *args: str) -> str:
         "MPLCONFIGDIR": str(work / "matplotlib"),
         "RAY_ADDRESS": "",
     }
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_python(str(BENCHMARKS / script), *args, cwd=work, env=env, timeout_s=900)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     return result.stdout
 

@@ -274,3 +274,35 @@ def test_resume_delivers_what_the_search_journaled_first(sqlite_uri: str, tmp_pa
 def test_sync_names_a_folder_without_a_journal(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds no MLflow journal .*<storage_path>/<run name>"):
         tracking.sync(tmp_path)
+
+
+def test_sync_delivers_every_whole_operation_of_a_torn_journal(
+    sqlite_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    logger, reports = log_and_forget_delivery(sqlite_uri, results)
+    assert logger.journal is not None
+    header, *operations = logger.journal.read_text().splitlines(keepends=True)
+    # What an older writer left on a full disk: the start of an operation that was never queued,
+    # then the next operation on the same line; and a last line a crash cut short.
+    torn = '{"op": "trial_result", "trial_id": "t2", "metrics": {"sco'
+    damaged = [header, *operations[:3], torn + operations[3], *operations[4:], operations[0][:20]]
+    logger.journal.write_text("".join(damaged))
+    capsys.readouterr()
+    assert tracking.sync(results) == 9  # every whole operation, the one after the torn piece too
+    assert capsys.readouterr().err == (
+        f"xlt-search: warning: MLflow journal {logger.journal} holds the torn start of 1 "
+        "operation never queued (a write cut short by a full disk): left out; every whole "
+        "operation is delivered\n"
+    )
+    check_logged_once(sqlite_uri, logger.parent_run_id, reports)
+
+
+def test_a_journal_whose_header_is_damaged_is_one_line(sqlite_uri: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    logger, _ = log_and_forget_delivery(sqlite_uri, results)
+    assert logger.journal is not None
+    text = logger.journal.read_text()
+    logger.journal.write_text(text[:10] + text[text.index("\n") :])
+    with pytest.raises(UserError, match="has a damaged header \\(its first line\\); restore it"):
+        tracking.sync(results)

@@ -228,9 +228,9 @@ def replay(journal: Journal, tracking_uri: str | None) -> int:
     header, operations, torn = journal.read()
     if torn:
         print(
-            f"xlt-search: warning: MLflow journal {journal.path} holds {torn} torn pieces of "
-            "operations (writes a full disk cut short, never queued); they are left out, every "
-            "whole operation is delivered",
+            f"xlt-search: warning: MLflow journal {journal.path} holds the torn start of {torn} "
+            f"operation{'s' if torn > 1 else ''} never queued (a write cut short by a full "
+            "disk): left out; every whole operation is delivered",
             file=sys.stderr,
         )
     if journal.delivered() >= len(operations):

@@ -23,8 +23,8 @@ def get_run(client: MlflowClient, run_id: str, uri: str) -> Run:
         return client.get_run(run_id)
     except MlflowException:
         raise UserError(
-            f"no MLflow run {run_id} at {masked(uri)}; check the run id, or leave it out to take the "
-            "newest search"
+            f"no MLflow run {run_id} at {masked(uri)}; check the run id, or leave it out to take "
+            "the newest search"
         ) from None
 
 

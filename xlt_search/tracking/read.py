@@ -124,7 +124,8 @@ def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id:
     if found is None or found.lifecycle_stage != "active":
         names = [e.name for e in client.search_experiments()]
         raise UserError(
-            f"no MLflow experiment '{experiment}' at {masked(uri)}{did_you_mean(experiment, names)}; "
+            f"no MLflow experiment '{experiment}' at {masked(uri)}"
+            f"{did_you_mean(experiment, names)}; "
             f"the experiments there: {', '.join(names) or 'none'} "
             "(pass --tracking-uri or set $MLFLOW_TRACKING_URI to the search's store)"
         )

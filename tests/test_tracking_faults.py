@@ -240,3 +240,16 @@ def test_reading_a_store_that_is_not_there_refuses_and_makes_none(
     )
     assert "Traceback" not in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_a_store_in_a_folder_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    from xlt_search.errors import UserError
+
+    database = tmp_path / "no-such-folder" / "mlflow.db"
+    with pytest.raises(UserError) as error:
+        SearchLogger(f"sqlite:///{database}").start("exp", "search", "", tags={})
+    assert str(error.value) == (
+        f"MLflow store {database}: cannot make it (No such file or directory); point the "
+        "tracking URI at a file in a writable folder that exists"
+    )
+    assert not database.parent.exists()

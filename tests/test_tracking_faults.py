@@ -253,3 +253,28 @@ def test_a_store_in_a_folder_that_is_not_there_is_one_line(tmp_path: Path) -> No
         "tracking URI at a file in a writable folder that exists"
     )
     assert not database.parent.exists()
+
+
+def test_delivery_goes_on_when_the_journal_is_deleted_under_it(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    results = tmp_path / "results"
+    logger = SearchLogger(store, journal_dir=results)
+    logger.start("exp", "search", "", tags={})
+    for trial_id in ("t1", "t2"):
+        logger.trial_started(trial_id, trial_id, {"tasks": "syn_a"})
+    log_reports(logger, range(10, 30, 10))
+    assert logger.flush(timeout_s=30) == 0
+    capsys.readouterr()
+    shutil.rmtree(results)  # the results folder deleted while the search runs
+    log_reports(logger, range(30, 60, 10))
+    assert logger.finish(timeout_s=30) == 0
+    (said,) = capsys.readouterr().err.splitlines()
+    assert said.startswith(
+        f"xlt-search: warning: cannot write the MLflow journal in {results} (No such file or "
+        "directory)"
+    )
+    for trial_id in ("t1", "t2"):
+        assert metric_steps(store, logger, trial_id) == [10, 20, 30, 40, 50]

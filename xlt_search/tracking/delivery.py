@@ -154,7 +154,7 @@ class Delivery:
                 self.tracking_uri, header["experiment_id"], header["parent_run_id"], self.run_ids
             )
         journal = self.journal
-        if journal is None:  # no journal (yet: its disk may be full)
+        if journal is None or not journal.path.exists():  # none yet (a full disk), or deleted
             reason = self._runs.apply(operation)
         else:
             with journal.locked():

@@ -175,13 +175,19 @@ def test_a_storage_path_that_cannot_be_a_folder_fails_before_anything_is_written
 
 
 def test_report_on_an_experiment_mlflow_lacks_is_one_line(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
     db = tmp_path / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").create_experiment("quickstart")
     result = run_cli(
         "report", "quickstrat", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     )
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("xlt-search: error: no MLflow experiment 'quickstrat'")
+    assert line.startswith(
+        "xlt-search: error: no MLflow experiment 'quickstrat' at "
+        f"sqlite:///{db} (did you mean 'quickstart'?)"
+    )
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("report-*"))
     unreachable = run_cli(
         "report", "quickstart", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path

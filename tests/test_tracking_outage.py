@@ -24,6 +24,10 @@ METRICS = ("score", "loss", "budget_steps")
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowServer]:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # A logger of an http store turns MLflow's own retries off in its process, unless they are
+    # set: undone after the test (monkeypatch restores what it first saw, no such variable).
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     served = MlflowServer(tmp_path)
     served.start()
     yield served
@@ -68,17 +72,19 @@ def check_logged_once(uri: str, parent_run_id: str, reports: list[tuple[str, int
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     "mlflow_retries",
-    [None, "0"],
-    ids=["mlflow's-own-http-retries", "no-mlflow-http-retries"],
+    [None, "2"],
+    ids=["mlflow's-own-retries-off", "mlflow-retrying-twice-itself"],
 )
 def test_a_server_that_goes_away_and_returns_loses_and_repeats_nothing(
     server: MlflowServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     mlflow_retries: str | None,
 ) -> None:
-    # MLflow's client retries a refused connection itself (7 times, about 4 minutes, by default);
-    # with none, every failure comes straight to the logger, which tries again on its own.
+    # By default the logger has MLflow's client not retry a refused connection itself (7 times,
+    # about 4 minutes, by default), so that nothing waits on MLflow's backoff once the server is
+    # back; set by the user, MLflow's retries come first, and the logger's own after them.
     if mlflow_retries is not None:
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", mlflow_retries)
     results = tmp_path / "results"
@@ -109,8 +115,14 @@ def test_a_server_that_goes_away_and_returns_loses_and_repeats_nothing(
     took.append(time.perf_counter() - started)
     assert max(took) < 0.1, took  # a Tune callback never waits on the network
 
-    server.start()
-    assert logger.finish(timeout_s=120) == 0
+    server.start()  # returns once the server answers /health, seconds after it was stopped
+    back = time.perf_counter()
+    assert logger.flush(timeout_s=120) == 0
+    delivered_s = time.perf_counter() - back
+    with capsys.disabled():
+        print(f"\n13 operations queued while MLflow was away, delivered {delivered_s:.2f} s after")
+    assert delivered_s < (5.0 if mlflow_retries is None else 15.0), delivered_s
+    assert logger.finish(timeout_s=30) == 0
     check_logged_once(server.uri, parent_run_id, reports)
     assert sorted(logger.run_ids) == ["t1", "t2", "t3"]
     from mlflow import MlflowClient
@@ -123,6 +135,12 @@ def test_a_server_that_goes_away_and_returns_loses_and_repeats_nothing(
     }
     assert "error" not in runs["t2"].data.tags  # the retry cleared it
     assert tracking.sync(results) == 0  # the journal records that MLflow has it all
+    said = [line for line in capsys.readouterr().err.splitlines() if "xlt-search" in line]
+    assert said == [
+        f"xlt-search: warning: MLflow at {server.uri} is unreachable; what the search logs waits "
+        f"(journaled in {results}) and goes to MLflow when it is back",
+        f"xlt-search: MLflow at {server.uri} is back; delivering what waited",
+    ]
 
 
 DRIVER = textwrap.dedent(
@@ -256,3 +274,35 @@ def test_resume_delivers_what_the_search_journaled_first(sqlite_uri: str, tmp_pa
 def test_sync_names_a_folder_without_a_journal(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds no MLflow journal .*<storage_path>/<run name>"):
         tracking.sync(tmp_path)
+
+
+def test_sync_delivers_every_whole_operation_of_a_torn_journal(
+    sqlite_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    logger, reports = log_and_forget_delivery(sqlite_uri, results)
+    assert logger.journal is not None
+    header, *operations = logger.journal.read_text().splitlines(keepends=True)
+    # What an older writer left on a full disk: the start of an operation that was never queued,
+    # then the next operation on the same line; and a last line a crash cut short.
+    torn = '{"op": "trial_result", "trial_id": "t2", "metrics": {"sco'
+    damaged = [header, *operations[:3], torn + operations[3], *operations[4:], operations[0][:20]]
+    logger.journal.write_text("".join(damaged))
+    capsys.readouterr()
+    assert tracking.sync(results) == 9  # every whole operation, the one after the torn piece too
+    assert capsys.readouterr().err == (
+        f"xlt-search: warning: MLflow journal {logger.journal} holds the torn start of 1 "
+        "operation never queued (a write cut short by a full disk): left out; every whole "
+        "operation is delivered\n"
+    )
+    check_logged_once(sqlite_uri, logger.parent_run_id, reports)
+
+
+def test_a_journal_whose_header_is_damaged_is_one_line(sqlite_uri: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    logger, _ = log_and_forget_delivery(sqlite_uri, results)
+    assert logger.journal is not None
+    text = logger.journal.read_text()
+    logger.journal.write_text(text[:10] + text[text.index("\n") :])
+    with pytest.raises(UserError, match="has a damaged header \\(its first line\\); restore it"):
+        tracking.sync(results)

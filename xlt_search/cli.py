@@ -131,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     from xlt_search.preflight import check_model
     from xlt_search.search import describe_plan, make_plan
     from xlt_search.spec import load_spec
+    from xlt_search.tracking import masked
 
     spec = load_spec(args.spec)
     check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # resume looks in $MLFLOW_TRACKING_URI (or ./mlflow.db) unless told the spec's own store
     uri = spec.mlflow.tracking_uri
-    found_in = ("--tracking-uri", uri) if uri else ()
+    found_in = ("--tracking-uri", masked(uri)) if uri else ()
     restart = shlex.join(["xlt-search", "run", str(args.spec)])
     with stop_on_signals(spec.experiment, *found_in, restart=restart):
         run_search(spec, args.spec.read_text())
@@ -183,8 +184,9 @@ def _encoder(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from xlt_search.search import resume_search
+    from xlt_search.tracking import masked
 
-    options = ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
+    options = ["--tracking-uri", masked(args.tracking_uri)] if args.tracking_uri else []
     options += ["--run-id", args.run_id] if args.run_id else []
     with stop_on_signals(args.experiment, *options):
         resume_search(args.experiment, args.tracking_uri, args.run_id)

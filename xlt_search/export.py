@@ -78,7 +78,7 @@ def export_trial(
     }
     summary = {
         "experiment": experiment,
-        "tracking_uri": found.tracking_uri,
+        "tracking_uri": tracking.masked(found.tracking_uri),
         "parent_run_id": found.run_id,
         "trial_run_id": trial["run_id"],
         "trial_id": trial["trial_id"],

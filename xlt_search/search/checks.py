@@ -75,9 +75,9 @@ def check_cluster(spec: SearchSpec, ray: Any) -> None:
     uri = tracking.resolve_tracking_uri(spec.tracking_uri)
     if not uri.startswith(("http://", "https://")):
         raise UserError(
-            f"mlflow.tracking_uri: {uri} is a store on this machine, but the Ray cluster has "
-            f"{len(nodes)} nodes; use an http:// MLflow server every search can reach "
-            "(`mlflow server --host 0.0.0.0 --port 5000`), e.g. mlflow.tracking_uri: "
+            f"mlflow.tracking_uri: {tracking.masked(uri)} is a store on this machine, but the "
+            f"Ray cluster has {len(nodes)} nodes; use an http:// MLflow server every search can "
+            "reach (`mlflow server --host 0.0.0.0 --port 5000`), e.g. mlflow.tracking_uri: "
             "http://HEAD:5000"
         )
     for key, folder in (

@@ -80,7 +80,8 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
     tracking.check_tracking_uri(tracking_uri)
     found = tracking.find_search(experiment, tracking_uri, run_id)
     spec = parse_spec(yaml.safe_load(found.spec_text))
-    if spec.tracking_uri is None or tracking_uri:
+    # The logged spec's own URI has its password masked: the store the search was found in has it.
+    if spec.tracking_uri in (None, tracking.masked(found.tracking_uri)) or tracking_uri:
         spec = dataclasses.replace(
             spec, mlflow=dataclasses.replace(spec.mlflow, tracking_uri=found.tracking_uri)
         )

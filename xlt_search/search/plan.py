@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from xlt_search import subsets
 from xlt_search.search.paths import experiment_path
+from xlt_search.tracking.uri import masked
 
 if TYPE_CHECKING:
     from xlt_search.spec import Domain, SearchSpec
@@ -113,7 +114,8 @@ def describe_plan(plan: SearchPlan) -> str:
             or "pipeline defaults"
         ),
         f"storage     {experiment_path(spec, '<run name>').rsplit('/', 1)[0]}",
-        f"mlflow      experiment '{spec.experiment}' at {spec.tracking_uri or 'sqlite:///mlflow.db'}",
+        f"mlflow      experiment '{spec.experiment}' at "
+        + masked(spec.tracking_uri or "sqlite:///mlflow.db"),
     ]
     return "\n".join(lines)
 

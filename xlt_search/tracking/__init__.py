@@ -13,8 +13,9 @@ from xlt_search.names import (
     TRIAL_ID_TAG,
     TrialStatus,
 )
+from xlt_search.tracking.delivery import RETRY_MAX_WAIT_S
 from xlt_search.tracking.journal import JOURNAL_PATTERN, sync
-from xlt_search.tracking.logger import FLUSH_TIMEOUT_S, RETRY_MAX_WAIT_S, SearchLogger
+from xlt_search.tracking.logger import FLUSH_TIMEOUT_S, SearchLogger
 from xlt_search.tracking.read import (
     TRIAL_COLUMNS,
     FoundSearch,
@@ -24,7 +25,12 @@ from xlt_search.tracking.read import (
     mark_search,
     search_tags,
 )
-from xlt_search.tracking.uri import check_tracking_scheme, check_tracking_uri, resolve_tracking_uri
+from xlt_search.tracking.uri import (
+    check_tracking_scheme,
+    check_tracking_uri,
+    masked,
+    resolve_tracking_uri,
+)
 
 __all__ = [
     "EXPERIMENT_PATH_TAG",
@@ -50,6 +56,7 @@ __all__ = [
     "load_trials",
     "log_search_artifacts",
     "mark_search",
+    "masked",
     "resolve_tracking_uri",
     "search_tags",
     "sync",

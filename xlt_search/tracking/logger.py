@@ -1,5 +1,5 @@
 """The logger of one search: its calls queue operations, which one background thread delivers to
-MLflow in order, waiting out a server that went away.
+MLflow in order (`delivery`), waiting out a server that went away.
 
 Everything goes through `mlflow.MlflowClient` (no fluent API, no global active run), so logging from
 the driver's Tune callback never touches a run another piece of code has open. MLflow is imported
@@ -8,11 +8,8 @@ inside the functions that need it.
 
 from __future__ import annotations
 
-import itertools
 import math
-import queue
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,16 +26,16 @@ from xlt_search.names import (
     STATE_TAG,
     TrialStatus,
 )
+from xlt_search.tracking.delivery import Delivery
 from xlt_search.tracking.journal import Journal, journal_paths, replay
 from xlt_search.tracking.queries import get_run, trial_runs
-from xlt_search.tracking.runs import Runs
-from xlt_search.tracking.uri import resolve_tracking_uri
+from xlt_search.tracking.store import mlflow_client
+from xlt_search.tracking.uri import masked, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 FLUSH_TIMEOUT_S = 60.0  # how long `finish` waits, by default, for MLflow to take what was logged
-RETRY_MAX_WAIT_S = 30.0  # the longest pause between two tries at a server that does not answer
 
 
 class SearchLogger:
@@ -47,10 +44,11 @@ class SearchLogger:
     `start` and `resume` reach MLflow at once, so a store that cannot be reached fails there,
     before any trial. Every later call only queues its operation and returns; one background
     thread delivers the queue in order, so no Tune callback waits on the network. While the server
-    does not answer, the thread tries again with backoff and the operations wait. With a
+    does not answer, the thread tries again every second or so and the operations wait. With a
     `journal_dir` (the search's results folder), each operation is also appended to a journal
-    there before it is queued, and what MLflow has taken is recorded beside it: whatever a dead
-    driver or a server that never came back left undelivered, `sync` (`xlt-search sync`) delivers.
+    there before it is queued (or kept in memory until the journal's disk has room), and what
+    MLflow has taken is recorded beside it: whatever a dead driver or a server that never came
+    back left undelivered, `sync` (`xlt-search sync`) delivers. No call raises for a full disk.
 
     Params are logged once (MLflow params are immutable), metrics at `step=budget_steps`. Each
     child run carries Tune's trial id as a tag, so `resume` and `sync` find a search's runs again.
@@ -74,11 +72,7 @@ class SearchLogger:
 
     def _make_runtime(self) -> None:
         self._client: MlflowClient | None = None
-        self._queue: queue.SimpleQueue[tuple[int, dict[str, Any]]] = queue.SimpleQueue()
-        self._progress = threading.Condition()  # guards the two counts and the journal's order
-        self._queued = self._handled = 0
-        self._journal: Journal | None = None
-        self._thread: threading.Thread | None = None
+        self._delivery = Delivery(self.tracking_uri, self.journal_dir, self._run_ids)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -95,9 +89,7 @@ class SearchLogger:
     def client(self) -> MlflowClient:
         """The MLflow client for `tracking_uri` (the calling thread's; the queue has its own)."""
         if self._client is None:
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = mlflow_client(self.tracking_uri)
         return self._client
 
     @property
@@ -113,14 +105,16 @@ class SearchLogger:
 
     @property
     def journal(self) -> Path | None:
-        """The journal this logger appends to (None without a `journal_dir`, or before the first
-        operation of an unpickled copy)."""
-        return self._journal.path if self._journal is not None else None
+        """The journal this logger appends to (None without a `journal_dir`, before the first
+        operation of an unpickled copy, or while its disk has no room for it)."""
+        journal = self._delivery.journal
+        return journal.path if journal is not None else None
 
     def start(self, experiment: str, run_name: str, spec_text: str, tags: Mapping[str, str]) -> str:
         """Open the search's parent run (creating the experiment if needed); returns its run id.
 
-        The spec is logged as the artifact `spec.yaml`.
+        The spec is logged as the artifact `spec.yaml`, the password of the tracking URI in it
+        masked.
         """
         if self._parent_run_id is not None:
             raise RuntimeError(f"this logger already logs the search {self._parent_run_id}")
@@ -135,6 +129,7 @@ class SearchLogger:
             },
         )
         self._parent_run_id = run.info.run_id
+        spec_text = masked(spec_text, self.tracking_uri)
         self.client.log_text(self._parent_run_id, spec_text, SPEC_ARTIFACT)
         self._open_journal()
         return self._parent_run_id
@@ -147,7 +142,7 @@ class SearchLogger:
         parent = get_run(self.client, parent_run_id, self.tracking_uri)
         for path in journal_paths(self.journal_dir) if self.journal_dir else []:
             journal = Journal(path)
-            if journal.read()[0].get("parent_run_id") == parent_run_id:
+            if journal.read().header.get("parent_run_id") == parent_run_id:
                 replay(journal, self.tracking_uri)
         self._experiment_id = parent.info.experiment_id
         self._parent_run_id = parent_run_id
@@ -201,9 +196,7 @@ class SearchLogger:
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> int:
         """Wait, at most `timeout_s` seconds, until MLflow has taken everything logged so far;
         returns how many operations are still waiting (0: none)."""
-        with self._progress:
-            self._progress.wait_for(lambda: self._handled == self._queued, timeout=timeout_s)
-            return self._queued - self._handled
+        return self._delivery.flush(timeout_s)
 
     def finish(
         self,
@@ -221,82 +214,22 @@ class SearchLogger:
         self._enqueue({"op": "finish", "status": status})
         waiting = self.flush(timeout_s)
         if waiting:
-            where = (
-                f"they wait in {self._journal.path}: deliver them with "
-                f"`xlt-search sync {self._journal.path.parent}` once it is back"
-                if self._journal is not None
-                else "this logger has no journal folder: they are lost when this process ends"
-            )
             print(
                 f"xlt-search: warning: {waiting} logging operations have not reached MLflow at "
-                f"{self.tracking_uri} within {timeout_s:g} s (is the server down?); {where}",
+                f"{masked(self.tracking_uri)} within {timeout_s:g} s (is the server down?); "
+                f"{self._delivery.where_waiting()}",
                 file=sys.stderr,
             )
         return waiting
 
     def _open_journal(self) -> None:
-        if self.journal_dir is not None:
-            header = {
-                "tracking_uri": self.tracking_uri,
-                "experiment_id": self._experiment_id,
-                "parent_run_id": self._parent_run_id,
-            }
-            self._journal = Journal.create(self.journal_dir, header)
+        self._delivery.open(self._experiment_id, self._parent_run_id)
 
     def _enqueue(self, operation: dict[str, Any]) -> None:
-        """Journal the operation, then queue it for the delivering thread (started at the first)."""
-        with self._progress:
-            if self._journal is None and self.journal_dir is not None:
-                self._open_journal()  # an unpickled copy: a journal of its own
-            if self._journal is not None:
-                self._journal.append(operation)
-            self._queue.put((self._queued, operation))
-            self._queued += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._deliver_queue, name="xlt-search-mlflow", daemon=True
-                )
-                self._thread.start()
-
-    def _deliver_queue(self) -> None:
-        """The delivering thread: each operation in order, tried again while MLflow does not
-        answer. A daemon: a process that ends leaves what is undelivered to its journal."""
-        runs = Runs(self.tracking_uri, self._experiment_id, self._parent_run_id, self._run_ids)
-        while True:
-            index, operation = self._queue.get()
-            for attempt in itertools.count():
-                if self._deliver(runs, index, operation) is None:
-                    break
-                if attempt == 0:
-                    where = f" (journaled in {self._journal.path})" if self._journal else ""
-                    print(
-                        f"xlt-search: warning: MLflow at {self.tracking_uri} is unreachable; "
-                        f"what the search logs waits{where} and goes to MLflow when it is back",
-                        file=sys.stderr,
-                    )
-                time.sleep(min(RETRY_MAX_WAIT_S, 0.5 * 2**attempt))
-            if attempt > 0:
-                print(
-                    f"xlt-search: MLflow at {self.tracking_uri} is back; delivering what waited",
-                    file=sys.stderr,
-                )
-            with self._progress:
-                self._handled += 1
-                self._progress.notify_all()
-
-    def _deliver(self, runs: Runs, index: int, operation: dict[str, Any]) -> Exception | None:
-        """Apply operation `index` once; None when it is done with, else the unreachable
-        server's error."""
-        journal = self._journal
-        if journal is None:
-            return runs.apply(operation)
-        with journal.locked():
-            if journal.delivered() > index:
-                return None  # `xlt-search sync` delivered it meanwhile
-            error = runs.apply(operation)
-            if error is None:
-                journal.mark_delivered(index + 1)
-            return error
+        """Hand the operation to the delivery: journaled, then queued."""
+        if self._delivery.header is None:
+            self._open_journal()  # an unpickled copy: a journal of its own
+        self._delivery.put(operation)
 
     def _require_parent(self) -> str:
         if self._parent_run_id is None:
@@ -316,7 +249,7 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
         return client.create_experiment(name)
     if found.lifecycle_stage != "active":
         raise UserError(
-            f"MLflow experiment '{name}' at {uri} is deleted; restore it "
+            f"MLflow experiment '{name}' at {masked(uri)} is deleted; restore it "
             f"(`mlflow experiments restore --experiment-id {found.experiment_id}`) "
             "or set mlflow.experiment to another name"
         )

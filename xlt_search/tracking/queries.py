@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from xlt_search.errors import UserError
 from xlt_search.names import PARENT_TAG, TRIAL_ID_TAG
+from xlt_search.tracking.uri import masked
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -22,8 +23,8 @@ def get_run(client: MlflowClient, run_id: str, uri: str) -> Run:
         return client.get_run(run_id)
     except MlflowException:
         raise UserError(
-            f"no MLflow run {run_id} at {uri}; check the run id, or leave it out to take the "
-            "newest search"
+            f"no MLflow run {run_id} at {masked(uri)}; check the run id, or leave it out to take "
+            "the newest search"
         ) from None
 
 

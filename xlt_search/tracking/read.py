@@ -24,7 +24,8 @@ from xlt_search.names import (
     TRIAL_ID_TAG,
 )
 from xlt_search.tracking.queries import child_runs, get_run
-from xlt_search.tracking.uri import resolve_tracking_uri
+from xlt_search.tracking.store import mlflow_client
+from xlt_search.tracking.uri import masked, resolve_tracking_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,9 +64,7 @@ def load_trials(
     import pandas as pd
 
     uri = resolve_tracking_uri(tracking_uri)
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_client(uri, must_exist=True)
     parent = _find_parent(client, experiment, uri, parent_run_id)
     parent_run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     rows = [
@@ -104,10 +103,8 @@ def find_search(
     parent run's `spec.yaml`) and where Tune keeps it."""
     import tempfile
 
-    from mlflow import MlflowClient
-
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_client(uri, must_exist=True)
     parent = _find_parent(client, experiment, uri, parent_run_id)
     path = parent.data.tags.get(EXPERIMENT_PATH_TAG)
     if not path:
@@ -127,7 +124,8 @@ def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id:
     if found is None or found.lifecycle_stage != "active":
         names = [e.name for e in client.search_experiments()]
         raise UserError(
-            f"no MLflow experiment '{experiment}' at {uri}{did_you_mean(experiment, names)}; "
+            f"no MLflow experiment '{experiment}' at {masked(uri)}"
+            f"{did_you_mean(experiment, names)}; "
             f"the experiments there: {', '.join(names) or 'none'} "
             "(pass --tracking-uri or set $MLFLOW_TRACKING_URI to the search's store)"
         )
@@ -140,7 +138,7 @@ def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id:
         )
         if not parents:
             raise UserError(
-                f"MLflow experiment '{experiment}' at {uri} holds no search; "
+                f"MLflow experiment '{experiment}' at {masked(uri)} holds no search; "
                 "run `xlt-search run SPEC` with this experiment first"
             )
         return parents[0]
@@ -157,18 +155,14 @@ def log_search_artifacts(
     tracking_uri: str | None, parent_run_id: str, paths: Iterable[Path]
 ) -> None:
     """Attach files (a curve drawn on demand) to a finished search's parent run."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri), must_exist=True)
     for path in paths:
         client.log_artifact(parent_run_id, str(path))
 
 
 def search_tags(tracking_uri: str | None, parent_run_id: str) -> dict[str, str]:
     """The tags of a search's parent run."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri), must_exist=True)
     return dict(client.get_run(parent_run_id).data.tags)
 
 
@@ -179,9 +173,7 @@ def mark_search(
     metrics: Mapping[str, float],
 ) -> None:
     """Set tags and metrics (at step 0) on a search's parent run, as its report concludes."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri), must_exist=True)
     for key, value in tags.items():
         client.set_tag(parent_run_id, key, value[:MAX_TAG_CHARS])
     for key, value in metrics.items():

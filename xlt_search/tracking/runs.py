@@ -23,7 +23,8 @@ from xlt_search.names import (
     TrialStatus,
 )
 from xlt_search.tracking.queries import child_runs, trial_runs
-from xlt_search.tracking.uri import unreachable
+from xlt_search.tracking.store import mlflow_client
+from xlt_search.tracking.uri import masked, retry_reason
 
 
 class Runs:
@@ -36,29 +37,31 @@ class Runs:
         experiment_id: str | None,
         parent_run_id: str | None,
         run_ids: dict[str, str],
+        must_exist: bool = False,
     ) -> None:
-        from mlflow import MlflowClient
-
-        self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
+        self.uri, self.client = uri, mlflow_client(uri, must_exist)
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
         self.run_ids: dict[str, str] = run_ids  # trial id -> run id, as runs are found or made
         self.refused = 0  # operations MLflow refused, each skipped with a warning
 
-    def apply(self, operation: dict[str, Any]) -> Exception | None:
-        """Apply `operation`; returns the error if MLflow could not be reached (apply it again
-        later). One MLflow refuses (a param changed, a file gone) is reported in a line and
-        skipped: trying it again would not help."""
+    def apply(self, operation: dict[str, Any]) -> str | None:
+        """Apply `operation`; returns why not when it is worth applying again later (MLflow is
+        unreachable, its SQLite store locked or its disk full: `retry_reason`). One MLflow
+        refuses (a param changed, a file gone) is reported in a line and skipped: trying it
+        again would not help."""
         name, fields = operation["op"], {k: v for k, v in operation.items() if k != "op"}
         try:
             OPERATIONS[name](self, **fields)
         except Exception as error:
-            if unreachable(error):
-                return error
+            reason = retry_reason(error)
+            if reason is not None:
+                return reason
             self.refused += 1
             what = f"{name} {fields.get('trial_id') or fields.get('path') or ''}".rstrip()
-            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            text = masked(str(error), self.uri).strip()
+            reason = text.splitlines()[0][:300] if text else ""
             print(
-                f"xlt-search: warning: MLflow at {self.uri} refused {what} "
+                f"xlt-search: warning: MLflow at {masked(self.uri)} refused {what} "
                 f"({type(error).__name__}: {reason}); skipped",
                 file=sys.stderr,
             )

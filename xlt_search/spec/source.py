@@ -50,8 +50,9 @@ def read_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecSource:
             _set(raw, keys, value, override)
     if len(chain) == 1 and not overrides:
         return SpecSource(path, raw, path.read_text())
-    made_of = [f"extends {p.name}" for p in chain[1:]] + [f"--set {o}" for o in overrides]
-    header = f"# the effective spec of {path} ({shlex.join(made_of)})\n"
+    made_of = [f"extends {p.name}" for p in chain[1:]]
+    made_of += [shlex.join(["--set", override]) for override in overrides]
+    header = f"# the effective spec of {path} ({'; '.join(made_of)})\n"
     return SpecSource(path, raw, header + yaml.safe_dump(raw, sort_keys=False))
 
 

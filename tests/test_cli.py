@@ -183,6 +183,7 @@ def test_report_on_an_experiment_mlflow_lacks_is_one_line(tmp_path: Path) -> Non
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("xlt-search: error: no MLflow experiment 'quickstrat'")
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("report-*"))
+    assert not db.exists(), "reading a store that is not there made one"
     unreachable = run_cli(
         "report", "quickstart", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path
     )

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from processes import run_cli
-from search_specs import E2E_SPEC
+from search_specs import E2E_SPEC, search_spec, write_spec
 
 from xlt_search import tracking
+from xlt_search.spec import load_spec, parse_spec
 from xlt_search.tracking import SearchLogger
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
@@ -120,3 +122,31 @@ def test_version_is_the_packages() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout == f"xlt-search {importlib.metadata.version('xlt-search')}\n"
+
+
+@pytest.mark.e2e  # a search runs: Ray starts
+def test_a_search_that_extends_a_spec_with_overrides_logs_the_spec_that_ran(
+    tmp_path: Path,
+) -> None:
+    write_spec(tmp_path, search_spec("tiny", tmp_path, pool_size=1))  # tiny.yaml: one trial
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: tiny.yaml\nname: tiny-child\nmlflow: {experiment: tiny-child}\n")
+    overrides = ["budget.target_steps=40", "max_concurrent_trials=1"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        "run",
+        str(child),
+        *(option for value in overrides for option in ("--set", value)),
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout_s=900,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (search,) = tracking.list_searches(uri, "tiny-child")
+    assert (search.state, search.trials_ended["completed"]) == ("finished", 1)
+    ran = parse_spec(yaml.safe_load(search.spec_text))
+    assert ran == load_spec(child, overrides) and ran.budget.target_steps == 40
+    listed = run_cli("list", "--tracking-uri", uri, cwd=tmp_path)
+    (row,) = listed.stdout.splitlines()[1:]
+    assert row.split()[:3] == [search.run_name, "tiny-child", "finished"]
+    assert "1/1 (1 completed)" in row

@@ -48,11 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Search over English intermediate tasks for zero-shot cross-lingual transfer.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"%(prog)s {importlib.metadata.version('xlt-search')}",
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a search from a spec file")
@@ -143,6 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_set(encoder)
     encoder.set_defaults(command=_encoder)
     return parser
+
+
+def _version() -> str:
+    """The installed package's version, from its metadata."""
+    try:
+        return importlib.metadata.version("xlt-search")
+    except importlib.metadata.PackageNotFoundError:  # imported from a checkout never installed
+        return "(not installed: `pip install -e .` records the version)"
 
 
 def _add_set(command: argparse.ArgumentParser) -> None:
@@ -242,34 +246,34 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = [("search", "experiment", "state", "started", "trials ended", "best (completed)")]
     for search in found:
-        planned = _planned_trials(search.spec_text)
-        ended = sum(search.trials_ended.values())
         counts = ", ".join(f"{n} {status}" for status, n in search.trials_ended.items() if n)
-        best = (
-            f"{search.best_score:.4f} {search.best_tasks or '(baseline)'}"
-            if search.best_score is not None
-            else "-"
+        trials = f"{sum(search.trials_ended.values())}/{_planned_trials(search.spec_text)}"
+        best = search.best_tasks or "(baseline)"
+        rows.append(
+            (
+                search.run_name,
+                search.experiment,
+                search.state,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(search.start_time_ms / 1000)),
+                trials + (f" ({counts})" if counts else ""),
+                "-" if search.best_score is None else f"{search.best_score:.4f} {best}",
+            )
         )
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(search.start_time_ms / 1000))
-        trials = f"{ended}/{planned if planned is not None else '?'}" + (
-            f" ({counts})" if counts else ""
-        )
-        rows.append((search.run_name, search.experiment, search.state, started, trials, best))
     _print_table(rows)
     return 0
 
 
-def _planned_trials(spec_text: str) -> int | None:
-    """The trials a logged spec plans; None when it no longer reads as a spec (an older one)."""
+def _planned_trials(spec_text: str) -> str:
+    """The trials a logged spec plans; '?' when it no longer reads as a spec (an older one)."""
     import yaml
 
     from xlt_search.search import make_plan
     from xlt_search.spec import parse_spec
 
     try:
-        return make_plan(parse_spec(yaml.safe_load(spec_text))).num_trials
+        return str(make_plan(parse_spec(yaml.safe_load(spec_text))).num_trials)
     except (UserError, yaml.YAMLError):
-        return None
+        return "?"
 
 
 def _report(args: argparse.Namespace) -> int:

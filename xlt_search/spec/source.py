@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +49,10 @@ def read_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecSource:
             _set(raw, keys, value, override)
     if len(chain) == 1 and not overrides:
         return SpecSource(path, raw, path.read_text())
+    # --set keys only: their values are in the spec below, not copied again into a comment (a
+    # tracking URI's password among them)
     made_of = [f"extends {p.name}" for p in chain[1:]]
-    made_of += [shlex.join(["--set", override]) for override in overrides]
+    made_of += [f"--set {override.partition('=')[0].strip()}" for override in overrides]
     header = f"# the effective spec of {path} ({'; '.join(made_of)})\n"
     return SpecSource(path, raw, header + yaml.safe_dump(raw, sort_keys=False))
 

@@ -154,11 +154,12 @@ TRIAL_RULES = {
     ),
     "an empty batch": (
         _set("hyperparameters.per_device_batch_size", {"choice": [0, 16]}),
-        "hyperparameters.per_device_batch_size: must be at least 1",
+        "hyperparameters.per_device_batch_size: 0 is no batch; it must be at least 1 "
+        "(e.g. per_device_batch_size: 16)",
     ),
     "a task twice in the pool, so in a subset": (
         lambda raw: raw["pool"].append(raw["pool"][0]),
-        "pool: a task is listed twice",
+        "pool: syn_sentiment is listed twice; list each task once",
     ),
     "a target's metric that does not apply to its kind": (
         _set("tasks", {"syn_nli": {"metric": "exact_match"}}),

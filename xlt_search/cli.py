@@ -1,5 +1,5 @@
-"""The `xlt-search` command: prepare, run or resume a search, report on it, export a trial's
-models, sync its logs, list the tasks, build an encoder over a spec's own words.
+"""The `xlt-search` command: prepare, run or resume a search, list past searches, report on one,
+export a trial's models, sync its logs, list the tasks, build an encoder over a spec's own words.
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 A search stopped by Ctrl-C (SIGINT) or SIGTERM ends with one line that says how to continue it,
@@ -9,16 +9,13 @@ and exit status 130.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from xlt_search.errors import SearchInterrupted, UserError
 from xlt_search.search import EXIT_INTERRUPTED, stop_on_signals
-
-if TYPE_CHECKING:
-    from xlt_search.tasks import Task
 
 EXIT_USER_ERROR = 2
 
@@ -47,11 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Search over English intermediate tasks for zero-shot cross-lingual transfer.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a search from a spec file")
     run.add_argument("spec", type=Path, help="a YAML spec, e.g. search_spaces/quickstart.yaml")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    _add_set(run)
     run.set_defaults(command=_run)
 
     prepare = commands.add_parser(
@@ -60,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "starts no Ray",
     )
     prepare.add_argument("spec", type=Path, help="a YAML spec")
+    _add_set(prepare)
     prepare.set_defaults(command=_prepare)
 
     resume = commands.add_parser(
@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("--run-id", help="the search's parent run (default: the newest)")
     resume.set_defaults(command=_resume)
+
+    searches = commands.add_parser(
+        "list", help="the searches in the tracking store: state, trials ended, best score"
+    )
+    searches.add_argument("experiment", nargs="?", help="only this MLflow experiment's searches")
+    searches.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
+    )
+    searches.set_defaults(command=_list)
 
     report = commands.add_parser(
         "report",
@@ -123,17 +132,38 @@ def _parser() -> argparse.ArgumentParser:
     encoder.add_argument("out", type=Path, help="the folder to write (new or empty)")
     encoder.add_argument("--hidden-size", type=int, default=64, help="default: 64 (even)")
     encoder.add_argument("--intermediate-size", type=int, default=128, help="default: 128")
+    _add_set(encoder)
     encoder.set_defaults(command=_encoder)
     return parser
+
+
+def _version() -> str:
+    """The installed package's version, from its metadata."""
+    try:
+        return importlib.metadata.version("xlt-search")
+    except importlib.metadata.PackageNotFoundError:  # imported from a checkout never installed
+        return "(not installed: `pip install -e .` records the version)"
+
+
+def _add_set(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="change a key of the spec before it is checked, the value read as YAML "
+        "(e.g. --set budget.target_steps=200 --set pool=[mnli,qqp]); repeatable",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     from xlt_search.preflight import check_model
     from xlt_search.search import describe_plan, make_plan
-    from xlt_search.spec import load_spec
+    from xlt_search.spec import parse_source, read_spec
     from xlt_search.tracking import masked
 
-    spec = load_spec(args.spec)
+    source = read_spec(args.spec, args.set)
+    spec = parse_source(source)
     check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
     print(describe_plan(make_plan(spec)))
     if args.dry_run:
@@ -143,21 +173,28 @@ def _run(args: argparse.Namespace) -> int:
     # resume looks in $MLFLOW_TRACKING_URI (or ./mlflow.db) unless told the spec's own store
     uri = spec.mlflow.tracking_uri
     found_in = ("--tracking-uri", masked(uri)) if uri else ()
-    restart = shlex.join(["xlt-search", "run", str(args.spec)])
-    with stop_on_signals(spec.experiment, *found_in, restart=restart):
-        run_search(spec, args.spec.read_text())
+    with stop_on_signals(spec.experiment, *found_in, restart=_run_command(args)):
+        run_search(spec, source.text)
     return 0
+
+
+def _run_command(args: argparse.Namespace) -> str:
+    """The command that runs the spec `args` name, with its --set options (a password masked)."""
+    from xlt_search.tracking import masked
+
+    sets = [option for value in args.set for option in ("--set", masked(value))]
+    return shlex.join(["xlt-search", "run", str(args.spec), *sets])
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from xlt_search.search import prepare_search
     from xlt_search.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.set)
     _, data, measured = prepare_search(spec)
     print(
         f"{len(measured)} splits ready in {data.root}; nothing was started: "
-        f"`xlt-search run {args.spec}` searches"
+        f"`{_run_command(args)}` searches"
     )
     return 0
 
@@ -166,7 +203,7 @@ def _encoder(args: argparse.Namespace) -> int:
     from xlt_search.own_encoder import build_encoder
     from xlt_search.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.set)
     built = build_encoder(
         spec,
         args.out,
@@ -191,6 +228,52 @@ def _resume(args: argparse.Namespace) -> int:
     with stop_on_signals(args.experiment, *options):
         resume_search(args.experiment, args.tracking_uri, args.run_id)
     return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from xlt_search import tracking
+
+    # a bar per spec read back says nothing the table does not
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tracking.check_tracking_uri(args.tracking_uri)
+    found = tracking.list_searches(args.tracking_uri, args.experiment)
+    if not found:
+        where = f"experiment '{args.experiment}'" if args.experiment else "the tracking store"
+        print(f"no search in {where} yet: `xlt-search run SPEC` starts one")
+        return 0
+    rows = [("search", "experiment", "state", "started", "trials ended", "best (completed)")]
+    for search in found:
+        counts = ", ".join(f"{n} {status}" for status, n in search.trials_ended.items() if n)
+        trials = f"{sum(search.trials_ended.values())}/{_planned_trials(search.spec_text)}"
+        best = search.best_tasks or "(baseline)"
+        rows.append(
+            (
+                search.run_name,
+                search.experiment,
+                search.state,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(search.start_time_ms / 1000)),
+                trials + (f" ({counts})" if counts else ""),
+                "-" if search.best_score is None else f"{search.best_score:.4f} {best}",
+            )
+        )
+    _print_table(rows)
+    return 0
+
+
+def _planned_trials(spec_text: str) -> str:
+    """The trials a logged spec plans; '?' when it no longer reads as a spec (an older one)."""
+    import yaml
+
+    from xlt_search.search import make_plan
+    from xlt_search.spec import parse_spec
+
+    try:
+        return str(make_plan(parse_spec(yaml.safe_load(spec_text))).num_trials)
+    except (UserError, yaml.YAMLError):
+        return "?"
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -253,16 +336,13 @@ def _tasks(args: argparse.Namespace) -> int:
 
         registry = load_spec(args.spec).registry
     if args.task:
-        print(describe_task(get_task(args.task, registry)))
+        print(get_task(args.task, registry).describe())
         return 0
     rows = [("task", "kind", "metric", "source", "languages")]
     for task in registry.values():
         languages = ",".join(task.languages) if len(task.languages) > 1 else "en only"
         rows.append((task.key, task.kind, task.metric, task.origin or "(your files)", languages))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    _print_table(rows)
     noted = [task for task in registry.values() if task.note]
     if noted:
         print("\nnotes (`xlt-search tasks TASK` shows a task's whole declaration):")
@@ -271,39 +351,9 @@ def _tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_task(task: Task) -> str:
-    """A task's declaration, field by field, as `xlt-search tasks TASK` prints it."""
-    lines = [f"{task.key}: {task.description}", f"  kind        {task.kind}"]
-    lines.append(f"  metric      {task.metric}")
-    for source in task.sources:
-        config = f", config {source.name}" if source.name else ""
-        revision = f", revision {source.revision}" if source.revision else ""
-        splits = ", ".join(f"{ours}={theirs}" for ours, theirs in source.splits.items())
-        lines.append(f"  source      {source.path}{config}{revision} ({splits})")
-        if source.data_files:
-            lines += [
-                f"              {split}: {files}" for split, files in source.data_files.items()
-            ]
-    if not task.sources:
-        lines.append("  source      none registered: point the task at your files")
-    if task.layout is not None:
-        shipped = ", ".join(f"{split}={path}" for split, path in task.layout.files.items())
-        lines.append(f"  authors     {task.layout.home}, {task.layout.format}: {shipped}")
-    if task.files is not None:
-        lines.append(f"  files       {task.files} (read in place of the sources)")
-    columns = ", ".join(
-        f"{field} <- {'+'.join(ref) if isinstance(ref, tuple) else ref}"
-        for field, ref in task.columns.items()
-    )
-    lines.append(f"  columns     {columns}")
-    if task.labels or task.num_labels:
-        named = f": {', '.join(task.labels)}" if task.labels else ""
-        lines.append(f"  labels      {task.num_labels}{named}")
-    lines.append(f"  languages   {', '.join(task.languages)}")
-    if task.train_tasks:
-        lines.append(f"  trains on   {' then '.join(task.train_tasks)} (English)")
-    if task.unanswerable:
-        lines.append("  no answer   some questions have none")
-    if task.note:
-        lines.append(f"  note        {task.note}")
-    return "\n".join(lines)
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Rows in aligned columns, the last one left ragged."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())

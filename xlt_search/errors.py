@@ -45,6 +45,33 @@ class SearchInterrupted(Exception):
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
-    """A ' (did you mean 'x'?)' suffix for the closest option, or '' when none is close."""
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    """A ' (did you mean 'x'?)' suffix for the closest option, or '' when none is close.
+
+    Close is a small edit distance first; else `name` abbreviates exactly one option: its words'
+    initials (`lr` for `learning_rate`), the start of it (`hyper` for `hyperparameters`), or the
+    initials of its last words (`bs` for `per_device_batch_size`).
+    """
+    options = list(options)
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if not close:
+        close = _abbreviated(name.lower(), options)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _abbreviated(name: str, options: list[str]) -> list[str]:
+    """The one option `name` abbreviates, as a list (empty when none does, or several do)."""
+    if len(name) < 2:
+        return []
+    words = {option: option.lower().split("_") for option in options}
+    rules = (
+        lambda w: "".join(word[:1] for word in w) == name,
+        lambda w: "_".join(w).startswith(name) and len(name) >= 3,
+        lambda w: any("".join(word[:1] for word in w[i:]) == name for i in range(1, len(w))),
+    )
+    for rule in rules:
+        matches = [option for option in options if rule(words[option])]
+        if len(matches) == 1:
+            return matches
+        if matches:
+            return []
+    return []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc
 import math
+import re
 
 from xlt_search.errors import SpecError, did_you_mean
 from xlt_search.names import TASK_SAMPLERS
@@ -19,9 +20,29 @@ from xlt_search.tracking import check_tracking_scheme
 # The splits a task's `files` may name.
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
+# The largest seed: Optuna's TPE sampler seeds numpy's RandomState, which takes 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# Caps past which a value is a slip, not a plan (the shipped specs train 20,000 steps a phase on
+# 256 tokens, in at most 26 trials).
+MAX_PHASE_STEPS = 10**9
+MAX_SEQ_LENGTH = 8192
+MAX_COUNT = 10_000  # trials of a random or optuna search; training seeds per configuration
+# A search's name names its results folder (<storage_path>/<name>-<time>).
+MAX_NAME_CHARS = 100
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9._-]")
+# The hyperparameters that cannot run at 0, with a value that can.
+_POSITIVE = {
+    "learning_rate": "2.0e-5",
+    "target_learning_rate": "2.0e-5",
+    "sampler_cap": "100000",
+    "sampler_temperature": "2.0",
+}
+
 
 def check_spec(spec: SearchSpec) -> None:
     """Every rule across the spec's keys; the first that fails raises a one-line SpecError."""
+    check_name(spec)
+    check_paths(spec)
     check_tasks(spec)
     check_pool(spec)
     check_targets(spec)
@@ -31,6 +52,47 @@ def check_spec(spec: SearchSpec) -> None:
     check_resources(spec)
     check_hyperparameters(spec)
     check_mlflow(spec)
+
+
+def check_name(spec: SearchSpec) -> None:
+    """The search's name names its results folder: one safe folder name, never a path."""
+    problem = _name_problem(spec.name)
+    if problem:
+        raise SpecError(
+            f"name: {spec.name!r} cannot name the search's results folder ({problem}); use "
+            "letters, digits, '.', '_' and '-', starting with a letter or digit, at most "
+            f"{MAX_NAME_CHARS} characters (e.g. my_search-v1)"
+        )
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if "\0" in name:
+        return "it holds a NUL byte"
+    for separator in ("/", "\\"):
+        if separator in name:
+            return f"it holds {separator!r}, a path separator"
+    if ".." in name:
+        return "it holds '..'"
+    if name[0] in ".-":
+        return f"it starts with {name[0]!r}"
+    if len(name) > MAX_NAME_CHARS:
+        return f"it is {len(name)} characters long"
+    odd = sorted(set(_NAME_CHARACTERS.sub("", name)))
+    return f"it holds {', '.join(map(repr, odd))}" if odd else None
+
+
+def check_paths(spec: SearchSpec) -> None:
+    """The paths the spec names hold no NUL byte, which no file system takes."""
+    for key, path in (
+        ("model", spec.model),
+        ("storage_path", spec.storage_path),
+        ("data.cache_dir", spec.data.cache_dir),
+        ("data.mirror", spec.data.mirror),
+    ):
+        if path is not None and "\0" in path:
+            raise SpecError(f"{key}: {path!r} holds a NUL byte, which no path can hold; remove it")
 
 
 def check_tasks(spec: SearchSpec) -> None:
@@ -102,8 +164,9 @@ def check_pool(spec: SearchSpec) -> None:
     nothing that cannot be trained."""
     if not spec.pool:
         raise SpecError("pool: the pool of intermediate tasks is empty; list at least one task")
-    if len(set(spec.pool)) != len(spec.pool):
-        raise SpecError("pool: a task is listed twice")
+    for key in spec.pool:
+        if spec.pool.count(key) > 1:
+            raise SpecError(f"pool: {key} is listed twice; list each task once")
     for key in spec.pool:
         if get_task(key, spec.registry).kind == "retrieval":
             raise SpecError(
@@ -169,6 +232,12 @@ def check_data(spec: SearchSpec) -> None:
         raise SpecError("data.max_train_examples: must be at least 1 (or null for no cap)")
     if data.max_seq_length < 8:
         raise SpecError("data.max_seq_length: must be at least 8")
+    if data.max_seq_length > MAX_SEQ_LENGTH:
+        raise SpecError(
+            f"data.max_seq_length: {data.max_seq_length} is past the cap of {MAX_SEQ_LENGTH} "
+            "tokens (XLM-R and mBERT take 512; the model's own limit is checked when the data is "
+            "prepared); lower it"
+        )
 
 
 def check_subsets(spec: SearchSpec) -> None:
@@ -184,6 +253,11 @@ def check_subsets(spec: SearchSpec) -> None:
     for name in ("per_size", "num_samples"):
         if getattr(subsets, name) < 1:
             raise SpecError(f"subsets.{name}: must be at least 1")
+    if subsets.num_samples > MAX_COUNT:
+        raise SpecError(
+            f"subsets.num_samples: {subsets.num_samples} is past the cap of {MAX_COUNT:,} "
+            "trials; lower it"
+        )
     if subsets.sampler == "optuna" and subsets.baseline:
         raise SpecError(
             "subsets.baseline: the optuna sampler picks every trial itself and cannot run the "
@@ -191,6 +265,18 @@ def check_subsets(spec: SearchSpec) -> None:
         )
     if spec.seeds < 1:
         raise SpecError("seeds: must be at least 1")
+    if spec.seeds > MAX_COUNT:
+        raise SpecError(f"seeds: {spec.seeds} is past the cap of {MAX_COUNT:,} seeds; lower it")
+    if not 0 <= spec.seed <= MAX_SEED:
+        raise SpecError(
+            f"seed: {spec.seed} is outside 0 to {MAX_SEED} (2**32 - 1), the seeds numpy's and "
+            "Optuna's random generators take; use a seed in that range"
+        )
+    if spec.seed + spec.seeds - 1 > MAX_SEED:
+        raise SpecError(
+            f"seeds: {spec.seeds} training seeds from seed {spec.seed} run past {MAX_SEED} "
+            "(2**32 - 1); lower seed"
+        )
     if spec.seeds > 1 and subsets.sampler == "optuna":
         raise SpecError(
             "seeds: the optuna sampler picks each configuration once; use seeds: 1, or a "
@@ -205,6 +291,38 @@ def check_budget(spec: SearchSpec) -> None:
     for name in ("intermediate_steps", "target_steps", "report_every_steps", "probe_steps"):
         if getattr(budget, name) < (0 if name == "probe_steps" else 1):
             raise SpecError(f"budget.{name}: must be positive")
+    for name in ("intermediate_steps", "target_steps"):
+        if getattr(budget, name) > MAX_PHASE_STEPS:
+            raise SpecError(
+                f"budget.{name}: {getattr(budget, name)} is past the cap of {MAX_PHASE_STEPS:,} "
+                "optimizer steps (the shipped specs train 20,000 a phase); lower it"
+            )
+    if budget.probe_steps > budget.target_steps:
+        raise SpecError(
+            f"budget.probe_steps: {budget.probe_steps} is more than a target's whole fine-tune "
+            f"(target_steps {budget.target_steps}); a probe is a short fine-tune: use at most "
+            f"{budget.target_steps}"
+        )
+    every, whole = budget.report_every_steps, spec.max_budget_steps
+    if every > whole:
+        raise SpecError(
+            f"budget.report_every_steps: {every} is past a trial's whole budget ({whole} "
+            f"budget_steps), so no trial would report before its end; use at most {whole} "
+            "(trials report at its multiples, and at their end)"
+        )
+    if budget.grace_period_steps < 0:
+        raise SpecError(
+            f"budget.grace_period_steps: {budget.grace_period_steps}; use 0 (the first report) "
+            "or a positive number of budget_steps"
+        )
+    if spec.grace_period_steps % every:
+        grid = [str(every * i) for i in range(1, 4) if every * i <= whole]
+        shown = ", ".join(grid) + (", ..." if 4 * every <= whole else "")
+        raise SpecError(
+            f"budget.grace_period_steps: {spec.grace_period_steps} is off the report grid: "
+            f"trials report every {every} budget_steps, so the rung would compare scores "
+            f"reported later; use a multiple of report_every_steps ({shown})"
+        )
     if budget.reduction_factor < 2:
         raise SpecError("budget.reduction_factor: must be at least 2")
     if budget.survivors_per_size < 1:
@@ -242,13 +360,25 @@ def check_hyperparameters(spec: SearchSpec) -> None:
                 f"hyperparameters.task_sampler: '{value}'{did_you_mean(value, TASK_SAMPLERS)} "
                 f"is not one of {', '.join(TASK_SAMPLERS)}"
             )
+    for name, example in _POSITIVE.items():
+        domain = spec.hyperparameters.get(name)
+        lowest = min(domain.values) if domain else None
+        if lowest is not None and lowest <= 0:
+            raise SpecError(
+                f"hyperparameters.{name}: {lowest} cannot run; it must be > 0 "
+                f"(e.g. {name}: {example})"
+            )
     for name, domain in spec.hyperparameters.items():
         numbers = [v for v in domain.values if isinstance(v, int | float)]
-        if any(not math.isfinite(v) or v < 0 for v in numbers):
-            raise SpecError(f"hyperparameters.{name}: values must be finite and >= 0")
+        bad = [v for v in numbers if not math.isfinite(v) or v < 0]
+        if bad:
+            raise SpecError(f"hyperparameters.{name}: {bad[0]}: values must be finite and >= 0")
     batch_domain = spec.hyperparameters.get("per_device_batch_size")
     if batch_domain and min(batch_domain.values) < 1:
-        raise SpecError("hyperparameters.per_device_batch_size: must be at least 1")
+        raise SpecError(
+            f"hyperparameters.per_device_batch_size: {min(batch_domain.values)} is no batch; it "
+            "must be at least 1 (e.g. per_device_batch_size: 16)"
+        )
 
 
 def check_mlflow(spec: SearchSpec) -> None:

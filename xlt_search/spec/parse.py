@@ -10,33 +10,29 @@ import collections.abc
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from xlt_search.errors import SpecError, UserError, did_you_mean
+from xlt_search.errors import SpecError, did_you_mean
 from xlt_search.spec.checks import check_spec
 from xlt_search.spec.schema import DOMAIN_KINDS, HYPERPARAMETERS, Domain, SearchSpec
+from xlt_search.spec.source import SpecSource, read_spec
 from xlt_search.tasks import POOLS, REGISTRY, Language, Task
 
 
-def load_spec(path: str | Path) -> SearchSpec:
-    """Read and validate a spec file; any problem raises a one-line SpecError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such spec file; the shipped ones are in search_spaces/")
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
+    """Read and validate a spec file, the specs it extends merged and `overrides` (`--set
+    KEY.PATH=VALUE`) applied; any problem raises a one-line UserError."""
+    return parse_source(read_spec(path, overrides))
+
+
+def parse_source(source: SpecSource) -> SearchSpec:
+    """Validate a spec file read by `read_spec`; a problem's line starts with the file's path."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
-    try:
-        return parse_spec(raw)
+        return parse_spec(source.raw)
     except SpecError as error:
-        raise SpecError(f"{path}: {error}") from None
+        raise SpecError(f"{source.path}: {error}") from None
 
 
 def parse_spec(raw: Any) -> SearchSpec:
@@ -50,15 +46,40 @@ def parse_spec(raw: Any) -> SearchSpec:
     languages = _parse_languages(raw.pop("languages", None) or {})
     tasks = _parse_tasks(raw.pop("tasks", None) or {})
     if "targets" in raw:
-        raw["targets"] = [{"task": t} if isinstance(t, str) else t for t in raw["targets"] or []]
-    if isinstance(raw.get("pool"), str) and raw["pool"] in POOLS:
-        raw["pool"] = list(POOLS[raw["pool"]])
+        raw["targets"] = [{"task": t} if isinstance(t, str) else t for t in _targets(raw)]
+    if isinstance(raw.get("pool"), str):
+        raw["pool"] = _named_pool(raw["pool"], tasks)
     spec = _build(SearchSpec, raw, "")
     spec = dataclasses.replace(
         spec, hyperparameters=hyperparameters, tasks=tasks, languages=languages
     )
     check_spec(spec)
     return spec
+
+
+def _targets(raw: dict[str, Any]) -> list[Any]:
+    """The spec's targets as a list; one task written where the list belongs is refused."""
+    targets = raw["targets"] or []
+    if isinstance(targets, str):
+        raise SpecError(
+            f"targets: expected a list of target tasks, got the string {targets!r}; write "
+            f"targets: [{targets}] (or one '- task: {targets}' line per target)"
+        )
+    if not isinstance(targets, list):
+        raise SpecError(f"targets: expected a list of target tasks, got {targets!r}")
+    return targets
+
+
+def _named_pool(name: str, tasks: dict[str, Task]) -> list[str]:
+    """The tasks of the pool `name` (one of POOLS), or `name` alone when it is a task."""
+    if name in POOLS:
+        return list(POOLS[name])
+    if name in REGISTRY or name in tasks:
+        return [name]
+    raise SpecError(
+        f"pool: '{name}' is not a named pool{did_you_mean(name, [*POOLS, *REGISTRY, *tasks])}; "
+        f"name one ({', '.join(POOLS)}) or list the tasks (pool: [mnli, qqp, ...])"
+    )
 
 
 def _parse_hyperparameters(raw: Any) -> dict[str, Domain]:

@@ -155,3 +155,40 @@ class Task:
         if self.files is not None:
             return "files"
         return "+".join(dict.fromkeys(source.path for source in self.sources))
+
+    def describe(self) -> str:
+        """A task's declaration, field by field, as `xlt-search tasks TASK` prints it."""
+        lines = [f"{self.key}: {self.description}", f"  kind        {self.kind}"]
+        lines.append(f"  metric      {self.metric}")
+        for source in self.sources:
+            config = f", config {source.name}" if source.name else ""
+            revision = f", revision {source.revision}" if source.revision else ""
+            splits = ", ".join(f"{ours}={theirs}" for ours, theirs in source.splits.items())
+            lines.append(f"  source      {source.path}{config}{revision} ({splits})")
+            if source.data_files:
+                lines += [
+                    f"              {split}: {files}" for split, files in source.data_files.items()
+                ]
+        if not self.sources:
+            lines.append("  source      none registered: point the task at your files")
+        if self.layout is not None:
+            shipped = ", ".join(f"{split}={path}" for split, path in self.layout.files.items())
+            lines.append(f"  authors     {self.layout.home}, {self.layout.format}: {shipped}")
+        if self.files is not None:
+            lines.append(f"  files       {self.files} (read in place of the sources)")
+        columns = ", ".join(
+            f"{field} <- {'+'.join(ref) if isinstance(ref, tuple) else ref}"
+            for field, ref in self.columns.items()
+        )
+        lines.append(f"  columns     {columns}")
+        if self.labels or self.num_labels:
+            named = f": {', '.join(self.labels)}" if self.labels else ""
+            lines.append(f"  labels      {self.num_labels}{named}")
+        lines.append(f"  languages   {', '.join(self.languages)}")
+        if self.train_tasks:
+            lines.append(f"  trains on   {' then '.join(self.train_tasks)} (English)")
+        if self.unanswerable:
+            lines.append("  no answer   some questions have none")
+        if self.note:
+            lines.append(f"  note        {self.note}")
+        return "\n".join(lines)

@@ -1,10 +1,14 @@
-"""A search read back from MLflow: its trials as a table, what `resume` needs of it, and its parent
-run's tags, to which the report adds its own conclusions and files."""
+"""A search read back from MLflow: its trials as a table, what `resume` needs of it, the searches
+of a store in brief (`xlt-search list`), and its parent run's tags, to which the report adds its
+own conclusions and files.
+
+Reading never makes a store: a SQLite file that is not there is refused in one line (MLflow would
+make an empty store of it)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,14 +16,17 @@ from typing import TYPE_CHECKING, Any
 from xlt_search.errors import UserError, did_you_mean
 from xlt_search.names import (
     BUDGET_STEPS,
+    COMPLETED,
     ERROR_TAG,
     EXPERIMENT_PATH_TAG,
     MAX_TAG_CHARS,
     ROLE_TAG,
+    RUN_STATUS,
     RUNNING,
     SCORE,
     SEARCH_ROLE,
     SPEC_ARTIFACT,
+    STATE_TAG,
     STATUS_TAG,
     TRIAL_ID_TAG,
 )
@@ -30,7 +37,7 @@ from xlt_search.tracking.uri import masked, resolve_tracking_uri
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
-    from mlflow.entities import Run
+    from mlflow.entities import Experiment, Run
 
 # The first columns of `load_trials`, in this order; metrics and other params follow.
 TRIAL_COLUMNS = (
@@ -101,8 +108,6 @@ def find_search(
 ) -> FoundSearch:
     """The search `parent_run_id`, or else the newest search of `experiment`: its spec (the
     parent run's `spec.yaml`) and where Tune keeps it."""
-    import tempfile
-
     uri = resolve_tracking_uri(tracking_uri)
     client = mlflow_client(uri, must_exist=True)
     parent = _find_parent(client, experiment, uri, parent_run_id)
@@ -112,14 +117,97 @@ def find_search(
             f"search run {parent.info.run_id} does not say where its Tune experiment is "
             f"(no {EXPERIMENT_PATH_TAG} tag); it cannot be resumed"
         )
-    with tempfile.TemporaryDirectory() as folder:
-        spec = client.download_artifacts(parent.info.run_id, SPEC_ARTIFACT, folder)
-        spec_text = Path(spec).read_text()
+    spec_text = _spec_text(client, parent.info.run_id)
+    if not spec_text:
+        raise UserError(
+            f"search run {parent.info.run_id} has no {SPEC_ARTIFACT}: the spec it ran is unknown"
+        )
     return FoundSearch(parent.info.run_id, uri, spec_text, path)
 
 
-def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id: str | None) -> Run:
-    """The parent run `parent_run_id` of `experiment`, or its newest search run."""
+@dataclass(frozen=True)
+class SearchSummary:
+    """A search in brief, as `xlt-search list` shows it: its parent run and its trials' runs."""
+
+    experiment: str
+    run_id: str
+    run_name: str
+    state: str  # the parent run's state tag: running, finished, failed or interrupted
+    start_time_ms: int
+    trials_logged: int  # trial runs, ended or not
+    trials_ended: dict[str, int]  # per ending status (completed, early_stopped, errored)
+    best_score: float | None  # the best completed trial's score (None: no trial completed)
+    best_tasks: str | None  # its subset's key ('' for the baseline)
+    spec_text: str  # the spec the search ran ('' if its run has none)
+
+
+def list_searches(
+    tracking_uri: str | None = None, experiment: str | None = None
+) -> list[SearchSummary]:
+    """The searches of the store (of `experiment` only, if given), the newest first."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = mlflow_client(uri, must_exist=True)
+    if experiment is not None:
+        experiments = {_active_experiment(client, experiment, uri).experiment_id: experiment}
+    else:
+        experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    return [
+        _summary(client, experiments[parent.info.experiment_id], parent)
+        for parent in _search_runs(client, list(experiments))
+    ]
+
+
+def _search_runs(client: MlflowClient, experiment_ids: list[str]) -> Iterator[Run]:
+    """The parent runs of searches in these experiments, the newest first, page by page."""
+    token = None
+    while experiment_ids:
+        page = client.search_runs(
+            experiment_ids,
+            filter_string=f"tags.`{ROLE_TAG}` = '{SEARCH_ROLE}'",
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _summary(client: MlflowClient, experiment: str, parent: Run) -> SearchSummary:
+    trials = list(child_runs(client, parent.info.experiment_id, parent.info.run_id))
+    statuses = [run.data.tags.get(STATUS_TAG) for run in trials]
+    completed = [
+        run
+        for run, status in zip(trials, statuses, strict=True)
+        if status == COMPLETED and math.isfinite(run.data.metrics.get(SCORE, math.nan))
+    ]
+    best = max(completed, key=lambda run: run.data.metrics[SCORE], default=None)
+    return SearchSummary(
+        experiment=experiment,
+        run_id=parent.info.run_id,
+        run_name=parent.info.run_name,
+        state=parent.data.tags.get(STATE_TAG, RUNNING),
+        start_time_ms=parent.info.start_time,
+        trials_logged=len(trials),
+        trials_ended={status: statuses.count(status) for status in RUN_STATUS},
+        best_score=best.data.metrics[SCORE] if best else None,
+        best_tasks=best.data.params.get("tasks", "") if best else None,
+        spec_text=_spec_text(client, parent.info.run_id),
+    )
+
+
+def _spec_text(client: MlflowClient, run_id: str) -> str:
+    """The spec logged on a search's parent run ('' if it has none)."""
+    import tempfile
+
+    if not any(f.path == SPEC_ARTIFACT for f in client.list_artifacts(run_id)):
+        return ""
+    with tempfile.TemporaryDirectory() as folder:
+        return Path(client.download_artifacts(run_id, SPEC_ARTIFACT, folder)).read_text()
+
+
+def _active_experiment(client: MlflowClient, experiment: str, uri: str) -> Experiment:
+    """The MLflow experiment named `experiment`; one line naming the ones there if it has none."""
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage != "active":
         names = [e.name for e in client.search_experiments()]
@@ -129,6 +217,12 @@ def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id:
             f"the experiments there: {', '.join(names) or 'none'} "
             "(pass --tracking-uri or set $MLFLOW_TRACKING_URI to the search's store)"
         )
+    return found
+
+
+def _find_parent(client: MlflowClient, experiment: str, uri: str, parent_run_id: str | None) -> Run:
+    """The parent run `parent_run_id` of `experiment`, or its newest search run."""
+    found = _active_experiment(client, experiment, uri)
     if parent_run_id is None:
         parents = client.search_runs(
             [found.experiment_id],

@@ -7,12 +7,12 @@ import math
 import pickle
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import serving
 
 from xlt_search import subsets, tracking
 from xlt_search.errors import UserError
@@ -107,12 +107,8 @@ def http_server() -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_a_server_that_answers_passes(http_server: str) -> None:

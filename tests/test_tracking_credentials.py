@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import MlflowServer, run_cli
+from processes import MlflowServer, run_cli, serving
 from search_specs import search_spec, write_spec
 
 from xlt_search import tracking
@@ -87,12 +87,8 @@ def locked_server() -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_the_check_before_a_search_sends_the_credentials(

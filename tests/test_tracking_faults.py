@@ -67,6 +67,15 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def started_logger(store: str, results: Path) -> SearchLogger:
+    """A logger journaling into `results`, its search and the two trials t1, t2 started."""
+    logger = SearchLogger(store, journal_dir=results)
+    logger.start("exp", "search", "name: demo\n", tags={})
+    for trial_id in ("t1", "t2"):
+        logger.trial_started(trial_id, trial_id, {"tasks": "syn_a"})
+    return logger
+
+
 def log_reports(logger: SearchLogger, steps: range) -> list[tuple[str, int]]:
     """Two trials' reports at `steps`, each call timed: none may wait on the disk or MLflow."""
     logged = []
@@ -100,10 +109,7 @@ def test_a_full_disk_under_the_journal_loses_and_tears_nothing(
     small_disk: Path, store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = small_disk / "results"
-    logger = SearchLogger(store, journal_dir=results)
-    logger.start("exp", "search", "name: demo\n", tags={})
-    for trial_id in ("t1", "t2"):
-        logger.trial_started(trial_id, trial_id, {"tasks": "syn_a"})
+    logger = started_logger(store, results)
     logged = log_reports(logger, range(10, 30, 10))
     assert logger.flush(timeout_s=30) == 0
     journal = logger.journal
@@ -146,10 +152,7 @@ def test_a_full_disk_under_the_sqlite_store_holds_delivery_until_there_is_room(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{small_disk / 'mlflow.db'}"
     results = small_disk / "results"
-    logger = SearchLogger(uri, journal_dir=results)
-    logger.start("exp", "search", "name: demo\n", tags={})
-    for trial_id in ("t1", "t2"):
-        logger.trial_started(trial_id, trial_id, {"tasks": "syn_a"})
+    logger = started_logger(uri, results)
     assert logger.flush(timeout_s=30) == 0
     capfd.readouterr()
 
@@ -261,10 +264,7 @@ def test_delivery_goes_on_when_the_journal_is_deleted_under_it(
     import shutil
 
     results = tmp_path / "results"
-    logger = SearchLogger(store, journal_dir=results)
-    logger.start("exp", "search", "", tags={})
-    for trial_id in ("t1", "t2"):
-        logger.trial_started(trial_id, trial_id, {"tasks": "syn_a"})
+    logger = started_logger(store, results)
     log_reports(logger, range(10, 30, 10))
     assert logger.flush(timeout_s=30) == 0
     capsys.readouterr()

@@ -9,15 +9,17 @@ and exit status 130.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search.errors import SearchInterrupted, UserError
-from xlt_search.search import EXIT_INTERRUPTED, stop_on_signals
+from xlt_search.search import EXIT_INTERRUPTED, STATUS_EVERY_S, stop_on_signals
 
 if TYPE_CHECKING:
+    from xlt_search.search import RunOptions
     from xlt_search.tasks import Task
 
 EXIT_USER_ERROR = 2
@@ -26,6 +28,8 @@ EXIT_USER_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if not getattr(args, "verbose", False):
+        _quiet_libraries()
     try:
         return args.command(args)
     except UserError as error:
@@ -52,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a search from a spec file")
     run.add_argument("spec", type=Path, help="a YAML spec, e.g. search_spaces/quickstart.yaml")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    _add_search_options(run)
     run.set_defaults(command=_run)
 
     prepare = commands.add_parser(
@@ -60,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         "starts no Ray",
     )
     prepare.add_argument("spec", type=Path, help="a YAML spec")
+    prepare.add_argument("--verbose", action="store_true", help="show the libraries' progress bars")
     prepare.set_defaults(command=_prepare)
 
     resume = commands.add_parser(
@@ -70,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
     resume.add_argument("--run-id", help="the search's parent run (default: the newest)")
+    _add_search_options(resume)
     resume.set_defaults(command=_resume)
 
     report = commands.add_parser(
@@ -127,12 +134,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_search_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--address",
+        help="join the Ray cluster at HOST:PORT (or auto: the one `ray start` made here); "
+        "default: $RAY_ADDRESS, else a local Ray instance on 127.0.0.1",
+    )
+    command.add_argument(
+        "--status-every-s",
+        type=float,
+        default=STATUS_EVERY_S,
+        metavar="SECONDS",
+        help=f"print the search's status line this often, and as each trial ends "
+        f"(default: {STATUS_EVERY_S:g})",
+    )
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' progress bars and Tune's own tables too",
+    )
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    from xlt_search.search import RunOptions
+
+    if not args.status_every_s > 0:
+        raise UserError(f"--status-every-s {args.status_every_s:g}: give a period above 0 seconds")
+    return RunOptions(args.address, args.verbose, args.status_every_s)
+
+
+def _quiet_libraries() -> None:
+    """Turn off what the libraries print that is not the user's business: the progress bars of
+    datasets, the hub and tqdm, and Tune's start-up table and TensorBoard hint (Tune's old output
+    engine prints nothing at verbose 0). Each is read as its library is imported, so this runs
+    first; a variable the user set stays as it is."""
+    for name, value in (
+        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TQDM_DISABLE", "1"),
+        ("RAY_AIR_NEW_OUTPUT", "0"),
+    ):
+        os.environ.setdefault(name, value)
+
+
 def _run(args: argparse.Namespace) -> int:
     from xlt_search.preflight import check_model
     from xlt_search.search import describe_plan, make_plan
     from xlt_search.spec import load_spec
 
     spec = load_spec(args.spec)
+    options = _run_options(args)
     check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
     print(describe_plan(make_plan(spec)))
     if args.dry_run:
@@ -141,10 +192,11 @@ def _run(args: argparse.Namespace) -> int:
 
     # resume looks in $MLFLOW_TRACKING_URI (or ./mlflow.db) unless told the spec's own store
     uri = spec.mlflow.tracking_uri
-    found_in = ("--tracking-uri", uri) if uri else ()
-    restart = shlex.join(["xlt-search", "run", str(args.spec)])
+    address = ["--address", args.address] if args.address else []
+    found_in = (["--tracking-uri", uri] if uri else []) + address
+    restart = shlex.join(["xlt-search", "run", str(args.spec), *address])
     with stop_on_signals(spec.experiment, *found_in, restart=restart):
-        run_search(spec, args.spec.read_text())
+        run_search(spec, args.spec.read_text(), options)
     return 0
 
 
@@ -184,10 +236,12 @@ def _encoder(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from xlt_search.search import resume_search
 
+    run_options = _run_options(args)
     options = ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
     options += ["--run-id", args.run_id] if args.run_id else []
+    options += ["--address", args.address] if args.address else []
     with stop_on_signals(args.experiment, *options):
-        resume_search(args.experiment, args.tracking_uri, args.run_id)
+        resume_search(args.experiment, args.tracking_uri, args.run_id, run_options)
     return 0
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from processes import run_cli
 
 from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, RUNNING
 from xlt_search.search import make_plan
@@ -92,3 +93,12 @@ def test_every_status_line_has_one_shape() -> None:
         {"a": TrialProgress(COMPLETED, 1200, 1200, score=0.5, size=3, subset="x+y+z")},
     ):
         assert shape.match(progress.status_line(trials, now_s=12.0))
+
+
+def test_a_status_period_of_zero_is_refused(tmp_path: Path) -> None:
+    result = run_cli("run", str(QUICKSTART), "--status-every-s", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "xlt-search: error: --status-every-s 0: give a period above 0 seconds"
+    )
+    assert not list(tmp_path.iterdir())  # refused before the plan: nothing written

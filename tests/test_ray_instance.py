@@ -269,6 +269,24 @@ def test_a_local_search_binds_loopback_says_where_it_stands_and_joins_only_when_
             assert joined.stderr.strip().splitlines()[-1] == (
                 "xlt-search: error: resources.cpu: 2 per trial, but the cluster has 1 CPUs; lower it"
             )
+        # Joining without the cluster's token fails in ray.init itself (after Ray's retries).
+        no_token = run_cli(
+            "run",
+            str(two_cpus),
+            "--address",
+            address,
+            cwd=tmp_path,
+            env={**env, "RAY_AUTH_MODE": "disabled"},
+        )
+        assert no_token.returncode == 2, no_token.stderr[-3000:]
+        assert (
+            no_token.stderr.strip()
+            .splitlines()[-1]
+            .startswith(
+                f"xlt-search: error: Ray: could not join the cluster at {address} (from --address): "
+            )
+        )
+        assert "Traceback" not in no_token.stderr
         assert _ray_sessions(ray_tmp) == head_sessions  # joined: no instance of their own
 
         # A plain run starts its own instance, bound to 127.0.0.1, even with the cluster there.

@@ -177,7 +177,7 @@ class ProgressCallback(Callback):
         print(
             f"[{done:>{len(str(self.num_trials))}}/{self.num_trials}] {status:<13} score "
             f"{shown} at budget_steps {result.get('budget_steps', 0):<5} | "
-            f"k={trial.config.get('n_tasks')} {trial.config.get('tasks') or 'baseline'}",
+            f"k={_size(trial)} {trial.config.get('tasks') or 'baseline'}",
             flush=True,
         )
         self._status(trials)
@@ -193,7 +193,7 @@ class ProgressCallback(Callback):
             status = {"RUNNING": RUNNING, "TERMINATED": _ended_status(trial), "ERROR": ERRORED}.get(
                 trial.status, PENDING
             )
-        size = int(trial.config.get("n_tasks") or 0)
+        size = _size(trial)
         return TrialProgress(
             status=status,
             budget_steps=_budget_steps(trial),
@@ -202,6 +202,12 @@ class ProgressCallback(Callback):
             size=size,
             subset=trial.config.get("tasks") or "",
         )
+
+
+def _size(trial: Any) -> int:
+    """The trial's subset size, from its subset: a restored trial's `n_tasks` may still be Tune's
+    placeholder for the value it derives from `tasks`."""
+    return len(subsets.parse_subset_key(trial.config.get("tasks") or ""))
 
 
 def _budget_steps(trial: Any) -> int:

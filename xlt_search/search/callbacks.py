@@ -141,11 +141,12 @@ class ProgressCallback(Callback):
 
     def __init__(self, plan: SearchPlan) -> None:
         self.plan = plan
-        self.num_trials = plan.num_trials
 
     def setup(self, **info: Any) -> None:
         # Called as each run of the search starts (Tune pickles the callback, not this state).
-        self.progress = SearchProgress(self.num_trials, self.plan.budget_steps, time.monotonic())
+        self.progress = SearchProgress(
+            self.plan.num_trials, self.plan.budget_steps, time.monotonic()
+        )
         self.ended: dict[str, str] = {}  # how each trial that ended in this run ended
         self.last_line_s = float("-inf")
         self.every_s = _status_every_s
@@ -169,13 +170,14 @@ class ProgressCallback(Callback):
         result = trial.last_result or {}
         score = result.get("score")
         shown = f"{score:.4f}" if score is not None else "-"
+        total = self.plan.num_trials
         done = len(self.ended) + sum(
             1
             for t in trials
             if t.trial_id not in self.ended and t.status in ("TERMINATED", "ERROR")
         )
         print(
-            f"[{done:>{len(str(self.num_trials))}}/{self.num_trials}] {status:<13} score "
+            f"[{done:>{len(str(total))}}/{total}] {status:<13} score "
             f"{shown} at budget_steps {result.get('budget_steps', 0):<5} | "
             f"k={_size(trial)} {trial.config.get('tasks') or 'baseline'}",
             flush=True,

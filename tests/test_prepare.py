@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,20 @@ def rows(stdout: str) -> dict[str, list[str]]:
             break
         table[cells[0]] = cells[1:]
     return table
+
+
+def test_the_libraries_progress_bars_show_only_with_verbose(
+    toy_world: ToyWorld, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path, toy_spec(toy_world, tmp_path, str(toy_world.encoder)))
+    quiet = xlt("prepare", str(spec), work=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "%|" not in quiet.stderr and "examples/s" not in quiet.stderr
+    shutil.rmtree(tmp_path / "cache")  # tokenized again, through the same datasets calls
+    verbose = xlt("prepare", "--verbose", str(spec), work=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "%|" in verbose.stderr  # datasets' bars, as the library prints them
+    assert rows(verbose.stdout) == rows(quiet.stdout)  # the same coverage, either way
 
 
 def test_prepare_prints_the_coverage_and_a_second_one_reuses_it(

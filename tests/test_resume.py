@@ -180,6 +180,11 @@ def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
 
     resumed = _xlt(tmp_path, "resume", "resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    # its status lines count the trial finished before the stop, and name every trial's size
+    statuses = [line for line in resumed.stdout.splitlines() if line.startswith("status:")]
+    assert ", 1 done, 0 stopped, 0 errored | " in statuses[0]
+    assert statuses[-1].startswith("status: 0 running, 0 pending, 4 done, ")
+    assert "k=(" not in resumed.stdout  # not Tune's placeholder for a restored trial's n_tasks
     assert _outcome(tmp_path) == reference
     _check_once_each(tmp_path, len(reference))
     after = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xlt_search.errors import SearchInterrupted, UserError
-from xlt_search.search import EXIT_INTERRUPTED, stop_on_signals
+from xlt_search.search import EXIT_INTERRUPTED, STATUS_EVERY_S, stop_on_signals
+
+if TYPE_CHECKING:
+    from xlt_search.search import RunOptions
 
 EXIT_USER_ERROR = 2
 
@@ -23,6 +28,8 @@ EXIT_USER_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if not getattr(args, "verbose", False):
+        _quiet_libraries()
     try:
         return args.command(args)
     except UserError as error:
@@ -51,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", type=Path, help="a YAML spec, e.g. search_spaces/quickstart.yaml")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     _add_set(run)
+    _add_search_options(run)
     run.set_defaults(command=_run)
 
     prepare = commands.add_parser(
@@ -60,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("spec", type=Path, help="a YAML spec")
     _add_set(prepare)
+    prepare.add_argument("--verbose", action="store_true", help="show the libraries' progress bars")
     prepare.set_defaults(command=_prepare)
 
     resume = commands.add_parser(
@@ -70,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
     resume.add_argument("--run-id", help="the search's parent run (default: the newest)")
+    _add_search_options(resume)
     resume.set_defaults(command=_resume)
 
     searches = commands.add_parser(
@@ -156,6 +166,49 @@ def _add_set(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_search_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--address",
+        help="join the Ray cluster at HOST:PORT (or auto: the one `ray start` made here); "
+        "default: $RAY_ADDRESS, else a local Ray instance on 127.0.0.1",
+    )
+    command.add_argument(
+        "--status-every-s",
+        type=float,
+        default=STATUS_EVERY_S,
+        metavar="SECONDS",
+        help=f"print the search's status line this often, and as each trial ends "
+        f"(default: {STATUS_EVERY_S:g})",
+    )
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' progress bars and Tune's own tables too",
+    )
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    from xlt_search.search import RunOptions
+
+    if not args.status_every_s > 0:
+        raise UserError(f"--status-every-s {args.status_every_s:g}: give a period above 0 seconds")
+    return RunOptions(args.address, args.verbose, args.status_every_s)
+
+
+def _quiet_libraries() -> None:
+    """Turn off what the libraries print that is not the user's business: the progress bars of
+    datasets, the hub and tqdm, and Tune's start-up table and TensorBoard hint (Tune's old output
+    engine prints nothing at verbose 0). Each is read as its library is imported, so this runs
+    first; a variable the user set stays as it is."""
+    for name, value in (
+        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TQDM_DISABLE", "1"),
+        ("RAY_AIR_NEW_OUTPUT", "0"),
+    ):
+        os.environ.setdefault(name, value)
+
+
 def _run(args: argparse.Namespace) -> int:
     from xlt_search.preflight import check_model
     from xlt_search.search import describe_plan, make_plan
@@ -164,6 +217,7 @@ def _run(args: argparse.Namespace) -> int:
 
     source = read_spec(args.spec, args.set)
     spec = parse_source(source)
+    options = _run_options(args)
     check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
     print(describe_plan(make_plan(spec)))
     if args.dry_run:
@@ -172,18 +226,20 @@ def _run(args: argparse.Namespace) -> int:
 
     # resume looks in $MLFLOW_TRACKING_URI (or ./mlflow.db) unless told the spec's own store
     uri = spec.mlflow.tracking_uri
-    found_in = ("--tracking-uri", masked(uri)) if uri else ()
-    with stop_on_signals(spec.experiment, *found_in, restart=_run_command(args)):
-        run_search(spec, source.text)
+    address = ["--address", args.address] if args.address else []
+    found_in = (["--tracking-uri", masked(uri)] if uri else []) + address
+    with stop_on_signals(spec.experiment, *found_in, restart=_run_command(args, *address)):
+        run_search(spec, source.text, options)
     return 0
 
 
-def _run_command(args: argparse.Namespace) -> str:
-    """The command that runs the spec `args` name, with its --set options (a password masked)."""
+def _run_command(args: argparse.Namespace, *options: str) -> str:
+    """The command that runs the spec `args` name, with its --set options (a password masked),
+    then `options`."""
     from xlt_search.tracking import masked
 
     sets = [option for value in args.set for option in ("--set", masked(value))]
-    return shlex.join(["xlt-search", "run", str(args.spec), *sets])
+    return shlex.join(["xlt-search", "run", str(args.spec), *sets, *options])
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -223,18 +279,20 @@ def _resume(args: argparse.Namespace) -> int:
     from xlt_search.search import resume_search
     from xlt_search.tracking import masked
 
+    run_options = _run_options(args)
     options = ["--tracking-uri", masked(args.tracking_uri)] if args.tracking_uri else []
     options += ["--run-id", args.run_id] if args.run_id else []
+    options += ["--address", args.address] if args.address else []
     with stop_on_signals(args.experiment, *options):
-        resume_search(args.experiment, args.tracking_uri, args.run_id)
+        resume_search(args.experiment, args.tracking_uri, args.run_id, run_options)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     import os
-    import time
 
     from xlt_search import tracking
+    from xlt_search.listing import print_table, search_rows
 
     # a bar per spec read back says nothing the table does not
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -244,36 +302,8 @@ def _list(args: argparse.Namespace) -> int:
         where = f"experiment '{args.experiment}'" if args.experiment else "the tracking store"
         print(f"no search in {where} yet: `xlt-search run SPEC` starts one")
         return 0
-    rows = [("search", "experiment", "state", "started", "trials ended", "best (completed)")]
-    for search in found:
-        counts = ", ".join(f"{n} {status}" for status, n in search.trials_ended.items() if n)
-        trials = f"{sum(search.trials_ended.values())}/{_planned_trials(search.spec_text)}"
-        best = search.best_tasks or "(baseline)"
-        rows.append(
-            (
-                search.run_name,
-                search.experiment,
-                search.state,
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(search.start_time_ms / 1000)),
-                trials + (f" ({counts})" if counts else ""),
-                "-" if search.best_score is None else f"{search.best_score:.4f} {best}",
-            )
-        )
-    _print_table(rows)
+    print_table(search_rows(found))
     return 0
-
-
-def _planned_trials(spec_text: str) -> str:
-    """The trials a logged spec plans; '?' when it no longer reads as a spec (an older one)."""
-    import yaml
-
-    from xlt_search.search import make_plan
-    from xlt_search.spec import parse_spec
-
-    try:
-        return str(make_plan(parse_spec(yaml.safe_load(spec_text))).num_trials)
-    except (UserError, yaml.YAMLError):
-        return "?"
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -328,6 +358,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
+    from xlt_search.listing import print_table, task_rows
     from xlt_search.tasks import REGISTRY, get_task
 
     registry = REGISTRY
@@ -338,22 +369,10 @@ def _tasks(args: argparse.Namespace) -> int:
     if args.task:
         print(get_task(args.task, registry).describe())
         return 0
-    rows = [("task", "kind", "metric", "source", "languages")]
-    for task in registry.values():
-        languages = ",".join(task.languages) if len(task.languages) > 1 else "en only"
-        rows.append((task.key, task.kind, task.metric, task.origin or "(your files)", languages))
-    _print_table(rows)
+    print_table(task_rows(registry))
     noted = [task for task in registry.values() if task.note]
     if noted:
         print("\nnotes (`xlt-search tasks TASK` shows a task's whole declaration):")
         for task in noted:
             print(f"  {task.key}: {task.note}")
     return 0
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    """Rows in aligned columns, the last one left ragged."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())

@@ -1,7 +1,13 @@
 """The Ray Tune edge: the plan of a search, its driver, and stopping it; Ray only once one runs."""
 
 from xlt_search.search.checks import check_experiment
-from xlt_search.search.driver import prepare_search, prepare_search_data, resume_search, run_search
+from xlt_search.search.driver import (
+    RunOptions,
+    prepare_search,
+    prepare_search_data,
+    resume_search,
+    run_search,
+)
 from xlt_search.search.interrupts import (
     EXIT_INTERRUPTED,
     HOLD_ENV,
@@ -19,11 +25,14 @@ from xlt_search.search.plan import (
     target_configs,
     trial_config,
 )
+from xlt_search.search.progress import STATUS_EVERY_S
 
 __all__ = [
     "EXIT_INTERRUPTED",
     "HOLD_ENV",
+    "STATUS_EVERY_S",
     "STOP_SIGNALS",
+    "RunOptions",
     "SearchPlan",
     "SearchStopped",
     "after_ray_init",

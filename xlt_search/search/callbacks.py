@@ -1,4 +1,5 @@
-"""Tune's trial events on the driver: logged to MLflow through the search's logger, and printed.
+"""Tune's trial events on the driver: logged to MLflow through the search's logger, and printed
+as the search's progress.
 
 Only the driver runs callbacks, so on a cluster only the head talks to the tracking server. Tune
 pickles the callbacks with its experiment and unpickles them when a search resumes, and a logger
@@ -11,6 +12,7 @@ This module imports Ray at the top: import it only where a search runs.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,15 +20,19 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from xlt_search import subsets
-from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED
+from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, RUNNING
+from xlt_search.search.plan import trial_budget_steps
+from xlt_search.search.progress import PENDING, STATUS_EVERY_S, SearchProgress, TrialProgress
 
 if TYPE_CHECKING:
+    from xlt_search.search.plan import SearchPlan
     from xlt_search.tracking import SearchLogger, TrialStatus
 
 # The loggers of the searches running in this process, by parent run; and, for a resumed
 # search, the last step each trial had logged before it was interrupted.
 _LOGGERS: dict[str, SearchLogger] = {}
 _LOGGED_UNTIL: dict[str, dict[str, int]] = {}
+_status_every_s = STATUS_EVERY_S  # the status line's period, while a search runs
 
 
 @contextlib.contextmanager
@@ -38,6 +44,18 @@ def delivering_to(logger: SearchLogger) -> Iterator[None]:
     finally:
         _LOGGERS.pop(logger.parent_run_id, None)
         _LOGGED_UNTIL.pop(logger.parent_run_id, None)
+
+
+@contextlib.contextmanager
+def status_every(seconds: float) -> Iterator[None]:
+    """During the block, the progress callbacks print the status line every `seconds` (and
+    after each finished trial); a resumed search's callback, unpickled, reads it too."""
+    global _status_every_s
+    previous, _status_every_s = _status_every_s, seconds
+    try:
+        yield
+    finally:
+        _status_every_s = previous
 
 
 def skip_logged(parent_run_id: str, logged_until: Mapping[str, int]) -> None:
@@ -117,31 +135,82 @@ def _ended_status(trial: Any) -> TrialStatus:
 
 
 class ProgressCallback(Callback):
-    """Prints one line per finished trial: how far the search is, the trial's subset, status and
-    score, and the best score so far."""
+    """Prints a line per finished trial (its subset, how it ended, its score) followed by the
+    search's status line, and the status line again whenever `status_every_s` pass without one
+    (see `search.progress`). A resumed search counts its restored trials too."""
 
-    def __init__(self, num_trials: int) -> None:
-        self.num_trials = num_trials
-        self.ended, self.best = 0, (float("-inf"), "")
+    def __init__(self, plan: SearchPlan) -> None:
+        self.plan = plan
+
+    def setup(self, **info: Any) -> None:
+        # Called as each run of the search starts (Tune pickles the callback, not this state).
+        self.progress = SearchProgress(
+            self.plan.num_trials, self.plan.budget_steps, time.monotonic()
+        )
+        self.ended: dict[str, str] = {}  # how each trial that ended in this run ended
+        self.last_line_s = float("-inf")
+        self.every_s = _status_every_s
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial in trials:  # restored trials come with the budget_steps they had
+            self.progress.first_seen(trial.trial_id, _budget_steps(trial))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self.last_line_s >= self.every_s:
+            self._status(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, _ended_status(trial))
+        self._ended(trials, trial, _ended_status(trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, ERRORED)
+        self._ended(trials, trial, ERRORED)
 
-    def _line(self, trial: Any, status: str) -> None:
-        self.ended += 1
+    def _ended(self, trials: list, trial: Any, status: str) -> None:
+        self.ended[trial.trial_id] = status
         result = trial.last_result or {}
         score = result.get("score")
-        size, subset = trial.config.get("n_tasks"), trial.config.get("tasks") or "baseline"
-        if status == COMPLETED and score is not None and size:
-            self.best = max(self.best, (score, f"k={size}"))
         shown = f"{score:.4f}" if score is not None else "-"
-        best = f" | best completed {self.best[0]:.4f} ({self.best[1]})" if self.best[1] else ""
+        total = self.plan.num_trials
+        done = len(self.ended) + sum(
+            1
+            for t in trials
+            if t.trial_id not in self.ended and t.status in ("TERMINATED", "ERROR")
+        )
         print(
-            f"[{self.ended:>{len(str(self.num_trials))}}/{self.num_trials}] {status:<13} "
-            f"score {shown} at budget_steps {result.get('budget_steps', 0):<5}{best} | "
-            f"k={size} {subset}",
+            f"[{done:>{len(str(total))}}/{total}] {status:<13} score "
+            f"{shown} at budget_steps {result.get('budget_steps', 0):<5} | "
+            f"k={_size(trial)} {trial.config.get('tasks') or 'baseline'}",
             flush=True,
         )
+        self._status(trials)
+
+    def _status(self, trials: list) -> None:
+        seen = {trial.trial_id: self._trial_progress(trial) for trial in trials}
+        print(self.progress.status_line(seen, time.monotonic()), flush=True)
+        self.last_line_s = time.monotonic()
+
+    def _trial_progress(self, trial: Any) -> TrialProgress:
+        status = self.ended.get(trial.trial_id)
+        if status is None:
+            status = {"RUNNING": RUNNING, "TERMINATED": _ended_status(trial), "ERROR": ERRORED}.get(
+                trial.status, PENDING
+            )
+        size = _size(trial)
+        return TrialProgress(
+            status=status,
+            budget_steps=_budget_steps(trial),
+            planned_steps=trial_budget_steps(self.plan.spec, size),
+            score=(trial.last_result or {}).get("score"),
+            size=size,
+            subset=trial.config.get("tasks") or "",
+        )
+
+
+def _size(trial: Any) -> int:
+    """The trial's subset size, from its subset: a restored trial's `n_tasks` may still be Tune's
+    placeholder for the value it derives from `tasks`."""
+    return len(subsets.parse_subset_key(trial.config.get("tasks") or ""))
+
+
+def _budget_steps(trial: Any) -> int:
+    return int((trial.last_result or {}).get("budget_steps", 0))

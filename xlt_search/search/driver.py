@@ -8,16 +8,17 @@ only once a search runs.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xlt_search.search import checks, interrupts
+from xlt_search.search import checks, interrupts, ray_instance
 from xlt_search.search.paths import cache_dir, experiment_path, results_dir
 from xlt_search.search.plan import make_plan, target_configs
+from xlt_search.search.progress import STATUS_EVERY_S
 
 if TYPE_CHECKING:
     from xlt_search.data import PreparedData, SplitCoverage
@@ -25,7 +26,16 @@ if TYPE_CHECKING:
     from xlt_search.tracking import SearchLogger
 
 
-def run_search(spec: SearchSpec, spec_text: str) -> Path:
+@dataclass(frozen=True)
+class RunOptions:
+    """How a search runs, beside its spec: the Ray it runs on and what it prints."""
+
+    address: str | None = None  # a cluster to join; None: $RAY_ADDRESS, else a local instance
+    verbose: bool = False  # Tune's own status tables too
+    status_every_s: float = STATUS_EVERY_S  # the status line's period
+
+
+def run_search(spec: SearchSpec, spec_text: str, options: RunOptions | None = None) -> Path:
     """Run the whole search: prepare data, train the trials under Tune, log to MLflow, draw the curve.
 
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
@@ -34,10 +44,12 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     from xlt_search.analysis import chance
     from xlt_search.data import coverage
 
+    options = options or RunOptions()
     plan = make_plan(spec)
+    target = ray_instance.ray_target(options.address)  # a cluster that does not answer: now
     model, data, measured = prepare_search(spec)  # the tracking URI is its first check
     levels = chance.chance_levels(data, {t.task: t.languages for t in target_configs(spec)})
-    ray = _start_ray()
+    ray = ray_instance.start_ray(target)
     checks.check_resources(spec, ray.cluster_resources())
     checks.check_cluster(spec, ray)
 
@@ -62,21 +74,26 @@ def run_search(spec: SearchSpec, spec_text: str) -> Path:
     def build() -> Any:
         from xlt_search.search.tuner import build_tuner
 
-        return build_tuner(plan, model, data, logger, run_name)
+        return build_tuner(plan, model, data, logger, run_name, verbose=options.verbose)
 
-    return _fit(spec, build, logger, run_name)
+    return _fit(spec, build, logger, run_name, options)
 
 
-def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None) -> Path:
+def resume_search(
+    experiment: str,
+    tracking_uri: str | None,
+    run_id: str | None,
+    options: RunOptions | None = None,
+) -> Path:
     """Continue an interrupted search: finished trials stay as they are, unfinished ones continue
     from their checkpoints, the searcher's state comes back, and MLflow's runs are reused."""
     import yaml
 
     from xlt_search import tracking
-    from xlt_search.search import callbacks
-    from xlt_search.search.tuner import restore_tuner
     from xlt_search.spec import parse_spec
 
+    options = options or RunOptions()
+    target = ray_instance.ray_target(options.address)
     tracking.check_tracking_uri(tracking_uri)
     found = tracking.find_search(experiment, tracking_uri, run_id)
     spec = parse_spec(yaml.safe_load(found.spec_text))
@@ -88,7 +105,7 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
     path = found.experiment_path
     checks.check_experiment(path)
     model, data, _ = prepare_search(spec)
-    ray = _start_ray()
+    ray = ray_instance.start_ray(target)  # Ray is imported no earlier (ray_instance says why)
     checks.check_resources(spec, ray.cluster_resources())
     checks.check_cluster(spec, ray)
 
@@ -98,6 +115,9 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
     logger.resume(found.run_id)
 
     def restore() -> Any:
+        from xlt_search.search import callbacks
+        from xlt_search.search.tuner import restore_tuner
+
         logged = tracking.load_trials(spec.experiment, found.tracking_uri, found.run_id)
         callbacks.skip_logged(
             found.run_id,
@@ -110,7 +130,7 @@ def resume_search(experiment: str, tracking_uri: str | None, run_id: str | None)
         print(f"resuming {path} (MLflow parent run {found.run_id})")
         return restore_tuner(path, spec, model, data)
 
-    return _fit(spec, restore, logger, Path(path).name)
+    return _fit(spec, restore, logger, Path(path).name, options)
 
 
 def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, SplitCoverage]]:
@@ -161,22 +181,12 @@ def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
     return model, data
 
 
-def _start_ray() -> Any:
-    import ray
-
-    # Every report checkpoints (one checkpoint per trial, so a trial resumes mid-phase), which
-    # forces Tune to snapshot its state as often; its warning about that is the design, not news.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not ray.is_initialized():
-        # Joins the cluster RAY_ADDRESS names (`ray job submit` and cluster nodes set it), else
-        # one `ray start` runs on this machine, else starts a local instance: Ray's own order.
-        ray.init(log_to_driver=False, configure_logging=False)
-        interrupts.after_ray_init()
-    return ray
-
-
 def _fit(
-    spec: SearchSpec, make_tuner: Callable[[], Any], logger: SearchLogger, run_name: str
+    spec: SearchSpec,
+    make_tuner: Callable[[], Any],
+    logger: SearchLogger,
+    run_name: str,
+    options: RunOptions,
 ) -> Path:
     """Make and run (or continue) the Tuner, then write the report and close the parent run.
 
@@ -188,7 +198,7 @@ def _fit(
 
     results = results_dir(spec, run_name)
     try:
-        with callbacks.delivering_to(logger):
+        with callbacks.delivering_to(logger), callbacks.status_every(options.status_every_s):
             grid = interrupts.fit(make_tuner())
         if logger.flush():  # MLflow is down: the runs are journaled, the report waits for them
             logger.finish("FINISHED")

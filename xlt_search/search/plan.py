@@ -37,6 +37,14 @@ class SearchPlan:
         return configurations * self.spec.seeds
 
     @property
+    def budget_steps(self) -> int:
+        """Every trial's whole budget together: what the search takes if no trial is cut."""
+        if self.subsets is None:  # optuna never picks the empty subset
+            return self.num_trials * self.spec.max_budget_steps
+        each = sum(trial_budget_steps(self.spec, len(s)) for s in self.subsets)
+        return each * self.spec.seeds
+
+    @property
     def per_size(self) -> dict[int, int]:
         """Trials per subset size (empty for optuna: sizes are chosen during the search)."""
         return dict(sorted(Counter(len(s) for s in self.subsets or ()).items()))
@@ -51,6 +59,11 @@ class SearchPlan:
             rungs.append(milestone)
             milestone *= self.spec.budget.reduction_factor
         return rungs
+
+
+def trial_budget_steps(spec: SearchSpec, n_tasks: int) -> int:
+    """A trial's whole budget_steps; the baseline (no task) has no intermediate phase."""
+    return spec.max_budget_steps - (0 if n_tasks else spec.budget.intermediate_steps)
 
 
 def make_plan(spec: SearchSpec) -> SearchPlan:
@@ -97,7 +110,7 @@ def describe_plan(plan: SearchPlan) -> str:
             if plan.rungs
             else ""
         ),
-        f"worst case  {plan.num_trials * spec.max_budget_steps} budget_steps in all",
+        f"worst case  {plan.budget_steps} budget_steps in all",
         f"data        max_seq_length {spec.data.max_seq_length}, train cap "
         f"{spec.data.max_train_examples or 'none'}"
         + "".join(f", {k}: {v}" for k, v in spec.data.max_train_examples_per_task.items())

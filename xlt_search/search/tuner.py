@@ -32,9 +32,15 @@ if TYPE_CHECKING:
 
 
 def build_tuner(
-    plan: SearchPlan, model: str, data: PreparedData, logger: SearchLogger, run_name: str
+    plan: SearchPlan,
+    model: str,
+    data: PreparedData,
+    logger: SearchLogger,
+    run_name: str,
+    verbose: bool = False,
 ) -> tune.Tuner:
-    """The Tuner of a new search: the plan's trials, logged to `logger`'s parent run."""
+    """The Tuner of a new search: the plan's trials, logged to `logger`'s parent run. `verbose`:
+    Tune prints its own status tables too."""
     spec = plan.spec
     max_concurrent = spec.max_concurrent_trials or None  # Tune's limit, for the optuna searcher
     if plan.subsets is None:
@@ -74,9 +80,9 @@ def build_tuner(
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             callbacks=[
                 MLflowCallback(logger.parent_run_id, spec.pool, spec.seed),
-                ProgressCallback(plan.num_trials),
+                ProgressCallback(plan),
             ],
-            verbose=0,  # the progress callback prints one line a finished trial instead
+            verbose=1 if verbose else 0,  # the progress callback prints the search's status
         ),
     )
 

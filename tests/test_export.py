@@ -177,15 +177,10 @@ def prepared(search: Path) -> tuple[SearchSpec, PreparedData]:
     return spec, prepare_search_data(spec)[1]
 
 
-def _export(
-    work: Path, out: Path, *args: str, capsys: pytest.CaptureFixture, experiment: str = EXPERIMENT
-) -> tuple[int, str]:
-    """`xlt-search export` in this process (the CLI's own main); its exit status and stderr."""
-    from xlt_search.cli import main
-
-    capsys.readouterr()
-    status = main(["export", experiment, str(out), "--tracking-uri", _uri(work), *args])
-    return status, capsys.readouterr().err
+def _export(work: Path, out: Path, *args: str, experiment: str = EXPERIMENT) -> tuple[int, str]:
+    """`xlt-search export`; its exit status and stderr."""
+    result = run_cli("export", experiment, str(out), "--tracking-uri", _uri(work), *args, cwd=work)
+    return result.returncode, result.stderr
 
 
 def check_export(out: Path, trial: pd.Series, prepared: tuple[SearchSpec, PreparedData]) -> dict:
@@ -233,7 +228,7 @@ def test_the_best_trial_exports_and_scores_as_it_logged(
 
 @pytest.mark.e2e
 def test_another_trial_exports_by_its_run_id(
-    search: Path, prepared: tuple[SearchSpec, PreparedData], capsys: pytest.CaptureFixture
+    search: Path, prepared: tuple[SearchSpec, PreparedData]
 ) -> None:
     # the one that is not the best: the baseline or the trained subset, whichever lost
     trials = load_trials(EXPERIMENT, _uri(search))
@@ -241,21 +236,19 @@ def test_another_trial_exports_by_its_run_id(
         row for _, row in trials.iterrows() if row["run_id"] != best_trial(trials)["run_id"]
     ]
     out = search / "other"
-    status, err = _export(search, out, "--trial-run-id", other["run_id"], capsys=capsys)
+    status, err = _export(search, out, "--trial-run-id", other["run_id"])
     assert status == 0, err
     assert check_export(out, other, prepared)["chosen"] == "given"
 
 
 @pytest.mark.e2e
-def test_export_refuses_in_one_line_and_writes_nothing(
-    search: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_export_refuses_in_one_line_and_writes_nothing(search: Path) -> None:
     from mlflow import MlflowClient
 
     out = search / "refused"
 
     def refused(*args: str, experiment: str = EXPERIMENT) -> str:
-        status, err = _export(search, out, *args, experiment=experiment, capsys=capsys)
+        status, err = _export(search, out, *args, experiment=experiment)
         line = err.strip().splitlines()[-1]  # MLflow's download bar may come first
         assert status == 2 and line.startswith("xlt-search: error: "), err
         assert "Traceback" not in err and not out.exists()
@@ -298,6 +291,6 @@ def test_export_refuses_in_one_line_and_writes_nothing(
 
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    status, err = _export(search, out, capsys=capsys)
+    status, err = _export(search, out)
     assert status == 2 and f"{out} already exists and is not empty" in err.strip().splitlines()[-1]
     assert [p.name for p in out.iterdir()] == ["notes.txt"]

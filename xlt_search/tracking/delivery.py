@@ -49,6 +49,7 @@ class Delivery:
         self._backlog: collections.deque[dict[str, Any]] = collections.deque()  # not journaled yet
         self._unmarked: int | None = None  # a delivered count the journal does not record yet
         self._troubles: set[str] = set()  # what stops delivery or the journal now, said once
+        self._saying = threading.Lock()  # the caller's thread and the delivering one both say
         self._runs: Runs | None = None
         self._thread: threading.Thread | None = None
 
@@ -194,14 +195,23 @@ class Delivery:
         )
 
     def _trouble(self, kind: str, line: str) -> None:
-        if kind not in self._troubles:
-            self._troubles.add(kind)
-            print(line, file=sys.stderr, flush=True)
+        with self._saying:
+            if kind not in self._troubles:
+                self._troubles.add(kind)
+                _say(line)
 
     def _passed(self, kind: str, line: str) -> None:
-        if kind in self._troubles:
-            self._troubles.discard(kind)
-            print(line, file=sys.stderr, flush=True)
+        with self._saying:
+            if kind in self._troubles:
+                self._troubles.discard(kind)
+                _say(line)
+
+
+def _say(line: str) -> None:
+    # One write for the line and its end: print() writes them apart, and another thread's line
+    # could land between the two.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _not_from_delivery(record: logging.LogRecord) -> bool:

@@ -6,9 +6,12 @@ JSON-lines files), independently of the synthetic suite.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +221,45 @@ def build_toy_world(root: Path, train_size: int = 300, eval_size: int = 60) -> T
 def toy_world(tmp_path_factory: pytest.TempPathFactory) -> ToyWorld:
     """The toy world, written once per test session."""
     return build_toy_world(tmp_path_factory.mktemp("toy_world"))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted on a folder of tmp_path, unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs takes root")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """A file that takes every free byte of `folder`'s file system."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    try:
+        while True:
+            os.write(fd, b"\0")
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
 
 
 @dataclass(frozen=True)

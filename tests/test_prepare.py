@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TOY_WORDS, ToyWorld, toy_word
+from conftest import TOY_WORDS, ToyWorld, fill, toy_word
 from processes import run_cli
 from search_specs import search_spec, write_spec
 
@@ -382,3 +382,19 @@ def test_a_search_logs_the_coverage_on_its_parent_run(toy_world: ToyWorld, tmp_p
     }
     assert logged["toy_nli/train/en"]["examples"] == 300
     assert logged["toy_nli/train/en"]["unknown_share"] == 0.0
+
+
+def test_a_full_disk_stops_prepare_in_one_line_and_a_second_one_finishes(
+    toy_world: ToyWorld, tmp_path: Path, small_disk: Path
+) -> None:
+    raw = toy_spec(toy_world, tmp_path, str(toy_world.encoder))
+    raw["data"]["cache_dir"] = str(small_disk / "cache")
+    spec = write_spec(tmp_path, raw)
+    filler = fill(small_disk)
+    full = xlt("prepare", str(spec), work=tmp_path)
+    line = one_error_line(full)
+    assert line.startswith("xlt-search: error: the disk is full") and "No space left" in line
+    filler.unlink()
+    again = xlt("prepare", str(spec), work=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert rows(again.stdout), again.stdout

@@ -9,6 +9,7 @@ and exit status 130.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.metadata
 import os
 import shlex
@@ -43,6 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a command other than a search's
         print("xlt-search: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:
+        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        print(
+            f"xlt-search: error: the disk is full{where} ({error.strerror}); free some space, "
+            "or point storage_path or data.cache_dir at another disk, then run the command "
+            "again: what was written whole before stays",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from xlt_search import subsets
-from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, RUNNING
+from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, RUN_STATUS, RUNNING
 from xlt_search.search.plan import trial_budget_steps
 from xlt_search.search.progress import PENDING, STATUS_EVERY_S, SearchProgress, TrialProgress
 
@@ -157,7 +157,7 @@ class ProgressCallback(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if time.monotonic() - self.last_line_s >= self.every_s:
-            self._status(trials)
+            self._status(self._seen(trials))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trials, trial, _ended_status(trial))
@@ -171,23 +171,22 @@ class ProgressCallback(Callback):
         score = result.get("score")
         shown = f"{score:.4f}" if score is not None else "-"
         total = self.plan.num_trials
-        done = len(self.ended) + sum(
-            1
-            for t in trials
-            if t.trial_id not in self.ended and t.status in ("TERMINATED", "ERROR")
-        )
+        seen = self._seen(trials)
+        done = sum(progress.status in RUN_STATUS for progress in seen.values())
         print(
             f"[{done:>{len(str(total))}}/{total}] {status:<13} score "
             f"{shown} at budget_steps {result.get('budget_steps', 0):<5} | "
             f"k={_size(trial)} {trial.config.get('tasks') or 'baseline'}",
             flush=True,
         )
-        self._status(trials)
+        self._status(seen)
 
-    def _status(self, trials: list) -> None:
-        seen = {trial.trial_id: self._trial_progress(trial) for trial in trials}
+    def _status(self, seen: dict[str, TrialProgress]) -> None:
         print(self.progress.status_line(seen, time.monotonic()), flush=True)
         self.last_line_s = time.monotonic()
+
+    def _seen(self, trials: list) -> dict[str, TrialProgress]:
+        return {trial.trial_id: self._trial_progress(trial) for trial in trials}
 
     def _trial_progress(self, trial: Any) -> TrialProgress:
         status = self.ended.get(trial.trial_id)

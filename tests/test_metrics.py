@@ -9,11 +9,13 @@ import torch
 from xlt_search.metrics import (
     METRICS_BY_KIND,
     accuracy,
+    aligned_retrieval,
     entities,
     entity_f1,
     exact_match,
     macro_f1,
     normalize_answer,
+    procrustes,
     retrieval_accuracy,
     squad_scores,
     tagging_scores,
@@ -131,3 +133,41 @@ def test_squad_v2_no_answer_cases() -> None:
     # a gold answer: the empty prediction scores nothing; F1 takes the best of several golds
     assert token_f1("", ["the cat"]) == 0.0
     assert token_f1("black cat sat", ["a cat", "the black cat"]) == pytest.approx(0.8)
+
+
+def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def test_procrustes_recovers_a_known_rotation() -> None:
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(50, 8, generator=generator)
+    rotation = random_rotation(8, generator)
+    found = procrustes(source, source @ rotation)
+    assert torch.allclose(found, rotation, atol=1e-5)
+    assert torch.allclose(found.T @ found, torch.eye(8), atol=1e-5)  # orthogonal
+
+
+def test_embeddings_a_rotation_and_a_shift_apart_retrieve_every_pair_after_the_map() -> None:
+    generator = torch.Generator().manual_seed(1)
+    english = torch.randn(200, 16, generator=generator)
+    other = english @ random_rotation(16, generator) + 3.0  # a rotation and a language's offset
+    before, after = aligned_retrieval(other, english, fit=100)
+    assert after == 1.0
+    assert before < 0.5  # as they are, the two languages do not line up
+
+
+def test_unrelated_embeddings_stay_at_chance_after_the_map() -> None:
+    # The map is fitted on held-out pairs: it cannot learn pairs it is not shown.
+    generator = torch.Generator().manual_seed(2)
+    english, other = torch.randn(2, 200, 16, generator=generator)
+    before, after = aligned_retrieval(other, english, fit=100)
+    assert before <= 0.05 and after <= 0.05  # chance: 1 in 100
+
+
+def test_aligned_retrieval_needs_pairs_to_fit_and_to_score() -> None:
+    pairs = torch.randn(10, 4)
+    for fit in (0, 10):
+        with pytest.raises(ValueError, match="leaves none"):
+            aligned_retrieval(pairs, pairs, fit=fit)

@@ -1,5 +1,5 @@
 """Evaluation metrics, all on a 0-1 scale: accuracy, macro F1, entity F1 (NER), SQuAD's exact
-match and token F1, retrieval accuracy.
+match and token F1, retrieval accuracy, before and after an orthogonal map (alignment).
 
 A task's declared `metric` names one of `METRICS_BY_KIND[task.kind]`.
 """
@@ -114,6 +114,33 @@ def retrieval_accuracy(queries: torch.Tensor, candidates: torch.Tensor) -> float
     similarity = F.normalize(queries.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
     nearest = similarity.argmax(dim=1)
     return float((nearest == torch.arange(len(queries), device=nearest.device)).float().mean())
+
+
+def procrustes(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The orthogonal map W ([dim, dim]) that takes `source` rows nearest `target`'s in least
+    squares, argmin ||source W - target|| over W^T W = I: U V^T of source^T target = U S V^T
+    (orthogonal Procrustes, Schonemann 1966)."""
+    u, _, vh = torch.linalg.svd(source.double().T @ target.double())
+    return (u @ vh).to(source.dtype)
+
+
+def aligned_retrieval(
+    queries: torch.Tensor, candidates: torch.Tensor, fit: int
+) -> tuple[float, float]:
+    """Retrieval accuracy of parallel sentence embeddings (query i translates candidate i) on the
+    pairs after the first `fit`, before and after an orthogonal map fitted on those `fit` pairs.
+
+    The map is fitted and applied to each side centred on its own mean over the fit pairs (a
+    language's mean embedding is an offset no rotation removes), so "after" measures what a
+    rotation and a shift make of the held-out pairs; "before" is `retrieval_accuracy` as it is.
+    """
+    if not 0 < fit < len(queries):
+        raise ValueError(f"fit on {fit} of {len(queries)} pairs leaves none to score or fit")
+    held_q, held_c = queries[fit:].float(), candidates[fit:].float()
+    before = retrieval_accuracy(held_q, held_c)
+    q_mean, c_mean = queries[:fit].float().mean(0), candidates[:fit].float().mean(0)
+    rotation = procrustes(queries[:fit].float() - q_mean, candidates[:fit].float() - c_mean)
+    return before, retrieval_accuracy((held_q - q_mean) @ rotation, held_c - c_mean)
 
 
 def normalize_answer(text: str) -> str:

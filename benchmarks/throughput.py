@@ -25,7 +25,9 @@ every position the encoder computed. The fixed overhead is ours from `run_trial`
 optimizer step (with the quickstart's targets, every language: the dev sets are collated first),
 its parts timed alone, and the imports a new Tune worker makes before a trial can start; and
 Trainer's from its construction to its first step. `--profile N` prints the N functions our loop
-spends the most time in. Everything is written under a temporary folder.
+spends the most time in. Robust training's cost (trial/robust.py: random and adversarial
+perturbations of the embeddings) is our loop's time per step with each, against plain training.
+Everything is written under a temporary folder.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from transformers import AutoModel, set_seed
 
 from xlt_search.data import BatchStream, PreparedData, eval_batches, prepare_data
+from xlt_search.names import NO_ROBUST_TRAINING, ROBUST_TRAINING
 from xlt_search.synthetic import SYNTHETIC_MODEL, resolve_model
 from xlt_search.tasks.synthetic import ALL_LANGUAGES
 from xlt_search.trial import (
@@ -294,6 +298,19 @@ def main() -> None:
                 f"{name} | {real:,.0f} ({real / base:.2f}x ours) | {padded:,.0f} | "
                 f"{1 - real / padded:.0%} | {ms:.1f} | {'-' if first is None else f'{first:.2f}'}"
             )
+
+        # Robust training against plain, per optimizer step (the adversarial step's two forward
+        # passes would count its tokens twice: its token rates would mislead).
+        plain_ms = rows[0][1].rates(args.warmup_steps)[2]
+        print("\nrobust training (epsilon 0.1, both phases) | ms/step | x plain")
+        for kind in ROBUST_TRAINING:
+            robust = replace(config, robust_training=kind, robust_epsilon=0.1, robust_phases="all")
+            ms = (
+                plain_ms
+                if kind == NO_ROBUST_TRAINING
+                else ours(robust, data).rates(args.warmup_steps)[2]
+            )
+            print(f"{kind} | {ms:.1f} | {ms / plain_ms:.2f}")
 
         print("\nours, a trial's fixed overhead | seconds")
         print(

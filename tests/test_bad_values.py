@@ -83,6 +83,17 @@ BAD_VALUES: dict[str, tuple[Edit, str, tuple[str, ...]]] = {
         "hyperparameters.target_learning_rate: -0.001 cannot run; it must be > 0",
         (),
     ),
+    "a robust training no one knows": (
+        setting("hyperparameters.robust_training", {"choice": ["none", "rs-rp"]}),
+        "hyperparameters.robust_training: 'rs-rp' (did you mean 'rs_rp'?) is not one of none, "
+        "rs_rp, adversarial",
+        (),
+    ),
+    "a robust perturbation of size 0": (
+        setting("hyperparameters.robust_epsilon", 0),
+        "hyperparameters.robust_epsilon: 0.0 cannot run; it must be > 0 (e.g. robust_epsilon: 0.1)",
+        (),
+    ),
     "a task sampler's temperature of 0": (
         setting("hyperparameters.sampler_temperature", 0),
         "hyperparameters.sampler_temperature: 0.0 cannot run; it must be > 0",

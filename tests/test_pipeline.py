@@ -346,3 +346,18 @@ def test_suite_zero_shot_is_above_chance_and_close_beats_far(suite_runs: dict) -
 def test_suite_helpful_subset_beats_conflicting_subset(suite_runs: dict) -> None:
     helpful, conflicting = suite_runs["helpful"]["score"], suite_runs["conflicting"]["score"]
     assert helpful > conflicting + 0.02, (helpful, conflicting)
+
+
+@pytest.mark.parametrize("kind", ["rs_rp", "adversarial"])
+def test_robust_training_changes_the_trial_repeats_from_its_seed_and_resumes_exactly(
+    toy_world: ToyWorld, toy_data: PreparedData, reference: Recorder, tmp_path: Path, kind: str
+) -> None:
+    config = toy_config(toy_world, robust_training=kind, robust_epsilon=0.5, robust_phases="all")
+    robust = run(config, toy_data, folder=tmp_path)
+    assert all(math.isfinite(r["loss"]) for r in robust.reports)
+    # Both phases train otherwise than plain training does: the losses differ from the first report.
+    assert [r["loss"] for r in robust.reports][0] != reference.reports[0]["loss"]
+    assert [r["loss"] for r in robust.reports][-1] != reference.reports[-1]["loss"]
+    assert run(config, toy_data).reports == robust.reports
+    resumed = run(config, toy_data, resume_from=tmp_path / "2")  # mid-target
+    assert resumed.reports == robust.reports[3:]

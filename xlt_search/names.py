@@ -46,3 +46,9 @@ BUDGET_STEPS = "budget_steps"  # the optimizer steps the trial has taken, both p
 # How the intermediate phase picks the task of its next batch (trial/task_sampler.py): the
 # spec's `task_sampler` values.
 TASK_SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "uniform")
+
+# Robust training (trial/robust.py): the spec's `robust_training` values, and `robust_phases`:
+# the target fine-tunes (and their probes) only, or the intermediate phase as well.
+NO_ROBUST_TRAINING = "none"
+ROBUST_TRAINING: tuple[str, ...] = (NO_ROBUST_TRAINING, "rs_rp", "adversarial")
+ROBUST_PHASES: tuple[str, ...] = ("target", "all")

@@ -11,7 +11,7 @@ import math
 import re
 
 from xlt_search.errors import SpecError, did_you_mean
-from xlt_search.names import TASK_SAMPLERS
+from xlt_search.names import ROBUST_PHASES, ROBUST_TRAINING, TASK_SAMPLERS
 from xlt_search.spec.schema import SearchSpec
 from xlt_search.tasks import Task, get_language, get_task
 from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
@@ -36,6 +36,13 @@ _POSITIVE = {
     "target_learning_rate": "2.0e-5",
     "sampler_cap": "100000",
     "sampler_temperature": "2.0",
+    "robust_epsilon": "0.1",
+}
+# The hyperparameters whose values are names, and the names they may take.
+_NAMED = {
+    "task_sampler": TASK_SAMPLERS,
+    "robust_training": ROBUST_TRAINING,
+    "robust_phases": ROBUST_PHASES,
 }
 
 
@@ -351,15 +358,16 @@ def check_resources(spec: SearchSpec) -> None:
 
 
 def check_hyperparameters(spec: SearchSpec) -> None:
-    """The hyperparameters' values: known task samplers, finite numbers >= 0, a batch of at
-    least one example."""
-    sampler_domain = spec.hyperparameters.get("task_sampler")
-    for value in sampler_domain.values if sampler_domain else ():
-        if value not in TASK_SAMPLERS:
-            raise SpecError(
-                f"hyperparameters.task_sampler: '{value}'{did_you_mean(value, TASK_SAMPLERS)} "
-                f"is not one of {', '.join(TASK_SAMPLERS)}"
-            )
+    """The hyperparameters' values: known names (task samplers, robust training), finite numbers
+    >= 0, a batch of at least one example."""
+    for name, names in _NAMED.items():
+        domain = spec.hyperparameters.get(name)
+        for value in domain.values if domain else ():
+            if value not in names:
+                raise SpecError(
+                    f"hyperparameters.{name}: '{value}'{did_you_mean(value, names)} "
+                    f"is not one of {', '.join(names)}"
+                )
     for name, example in _POSITIVE.items():
         domain = spec.hyperparameters.get(name)
         lowest = min(domain.values) if domain else None

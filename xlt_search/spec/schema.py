@@ -21,6 +21,9 @@ HYPERPARAMETERS: dict[str, type] = {
     "task_sampler": str,
     "sampler_cap": int,
     "sampler_temperature": float,
+    "robust_training": str,
+    "robust_epsilon": float,
+    "robust_phases": str,
 }
 
 # The domains a spec may write for a hyperparameter (a plain value is a constant).

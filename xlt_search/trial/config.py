@@ -12,7 +12,9 @@ import torch
 
 from xlt_search.data import SplitRequest
 from xlt_search.errors import UnknownTaskError, did_you_mean
+from xlt_search.names import NO_ROBUST_TRAINING
 from xlt_search.tasks.base import Task
+from xlt_search.trial.robust import Robustness
 
 
 class Phase(enum.Enum):
@@ -59,6 +61,9 @@ class TrialConfig:
     task_sampler: str = "proportional"
     sampler_cap: int = 5000
     sampler_temperature: float = 2.0
+    robust_training: str = NO_ROBUST_TRAINING  # one of names.ROBUST_TRAINING
+    robust_epsilon: float = 0.1  # each token's perturbation, relative to its embedding's norm
+    robust_phases: str = "target"  # "all": the intermediate phase trains robustly too
     seed: int = 0
     num_threads: int = 1
     device: str = "cpu"
@@ -80,6 +85,13 @@ class TrialConfig:
         if self.precision == "auto" and cuda and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
+
+    def robustness(self, phase: Phase) -> Robustness:
+        """How the steps of `phase` compute their gradient (trial/robust.py); the probes are
+        target fine-tunes and train as the target phase does."""
+        if phase is Phase.INTERMEDIATE and self.robust_phases != "all":
+            return Robustness()
+        return Robustness(self.robust_training, self.robust_epsilon)
 
     @property
     def fine_tuned_targets(self) -> tuple[TargetConfig, ...]:

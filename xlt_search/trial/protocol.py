@@ -123,6 +123,7 @@ def intermediate_phase(
         config.warmup_ratio,
         config.intermediate_steps,
     )
+    robustness = config.robustness(Phase.INTERMEDIATE)
     step = 0
     if state is not None:
         step = restore_intermediate(state, device, model, optimizer, scheduler, sampler, streams)
@@ -135,7 +136,7 @@ def intermediate_phase(
     while step < config.intermediate_steps:
         task = sampler.sample()
         batch = to_device(streams[task].next(), device)
-        loss_sum += train_step(model, task, batch, optimizer, scheduler)
+        loss_sum += train_step(model, task, batch, optimizer, scheduler, robustness)
         loss_steps, step = loss_steps + 1, step + 1
 
         if step % config.report_every_steps == 0:

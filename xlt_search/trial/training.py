@@ -16,8 +16,11 @@ from transformers import PreTrainedModel
 from xlt_search.data import BatchStream, PreparedData
 from xlt_search.errors import TrialDiverged
 from xlt_search.tasks.base import Task
-from xlt_search.trial.config import TargetConfig, TrialConfig, training_tasks
+from xlt_search.trial.config import Phase, TargetConfig, TrialConfig, training_tasks
 from xlt_search.trial.model import MultiTaskModel
+from xlt_search.trial.robust import Robustness
+
+PLAIN = Robustness()  # no perturbation
 
 MAX_GRAD_NORM = 1.0
 
@@ -28,12 +31,12 @@ def train_step(
     batch: Mapping[str, Any],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    robustness: Robustness = PLAIN,
 ) -> torch.Tensor:
-    """One optimizer step on one batch through head `head`: forward, backward, gradient clipping
-    (`MAX_GRAD_NORM`), the optimizer and the schedule; returns the loss, detached and still on the
-    device."""
-    loss, _ = model(head, batch)
-    loss.backward()
+    """One optimizer step on one batch through head `head`: forward and backward (on perturbed
+    embeddings under `robustness`), gradient clipping (`MAX_GRAD_NORM`), the optimizer and the
+    schedule; returns the loss, detached and still on the device."""
+    loss = robustness.backward(model, head, batch)
     # The optimizer's list of parameters: cheaper than walking the modules again every step.
     params = [p for group in optimizer.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
@@ -144,11 +147,14 @@ class FineTune:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     batches: TargetBatches
     device: torch.device
+    robustness: Robustness
 
     def step(self, own_step: int) -> torch.Tensor:
         """The fine-tune's optimizer step `own_step`; returns the loss, still on the device."""
         batch = to_device(self.batches.batch(own_step), self.device)
-        return train_step(self.model, self.target.task, batch, self.optimizer, self.scheduler)
+        return train_step(
+            self.model, self.target.task, batch, self.optimizer, self.scheduler, self.robustness
+        )
 
 
 def start_fine_tune(
@@ -171,4 +177,5 @@ def start_fine_tune(
         model, config.target_lr, config.weight_decay, config.warmup_ratio, steps
     )
     batches = TargetBatches(data, task, config.per_device_batch_size, steps, seed)
-    return FineTune(target, model, optimizer, scheduler, batches, encoder.device)
+    robustness = config.robustness(Phase.TARGET)
+    return FineTune(target, model, optimizer, scheduler, batches, encoder.device, robustness)

@@ -12,9 +12,9 @@ import re
 
 from xlt_search.errors import SpecError, did_you_mean
 from xlt_search.names import TASK_SAMPLERS
-from xlt_search.spec.schema import SearchSpec
+from xlt_search.spec.schema import SearchSpec, TargetSpec
 from xlt_search.tasks import Task, get_language, get_task
-from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
+from xlt_search.tasks.base import KIND_FIELDS, MIXED_PARTS, OPTIONAL_FIELDS
 from xlt_search.tracking import check_tracking_scheme
 
 # The splits a task's `files` may name.
@@ -175,18 +175,17 @@ def check_pool(spec: SearchSpec) -> None:
 
 
 def check_targets(spec: SearchSpec) -> None:
-    """The targets: at least one, each once, with data in the languages asked for, at least one
-    of them not English, and English training data that fits the target's head."""
+    """The targets: at least one, each once, with data in the languages asked for (mixed ones
+    too), one of them not English, and English training data that fits the target's head."""
     registry, languages = spec.registry, spec.known_languages
     if not spec.targets:
         raise SpecError("targets: list at least one target task")
     keys = [target.task for target in spec.targets]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise SpecError(f"targets: {key} is listed twice; list each target once")
+    for key in (key for key in keys if keys.count(key) > 1):
+        raise SpecError(f"targets: {key} is listed twice; list each target once")
     for target in spec.targets:
         task = get_task(target.task, registry)
-        for code in target.languages:
+        for code in (*target.languages, *target.mixed_languages):
             get_language(code, languages)
             if code not in task.languages:
                 raise SpecError(
@@ -197,8 +196,23 @@ def check_targets(spec: SearchSpec) -> None:
             raise SpecError(
                 f"targets: {target.task} needs at least one non-English language to score transfer"
             )
+        if target.mixed_languages:
+            _check_mixed_languages(target, task)
     for target in spec.fine_tuned_targets:
         _check_training_data(registry[target.task], registry)
+
+
+def _check_mixed_languages(target: TargetSpec, task: Task) -> None:  # two parts, two languages
+    where, codes = f"targets: {target.task}.mixed_languages", target.mixed_languages
+    if task.kind not in MIXED_PARTS or task.column(MIXED_PARTS[task.kind][0]) is None:
+        raise SpecError(
+            f"{where}: {target.task} is a {task.kind} task with no two parts to put in two "
+            "languages; remove mixed_languages (pair classification, span QA, multiple choice)"
+        )
+    twice = [code for code in codes if codes.count(code) > 1]
+    if twice or len(codes) < 2:
+        problem = f"{twice[0]} is listed twice" if twice else f"{len(codes)} language"
+        raise SpecError(f"{where}: {problem}; list at least 2 languages, each once")
 
 
 def _check_training_data(target: Task, registry: dict[str, Task]) -> None:

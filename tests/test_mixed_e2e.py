@@ -75,7 +75,6 @@ def test_the_matrix_is_logged_for_every_trial_and_the_far_familys_gap_is_recover
         # Planted by the far family's words: mixes with a far part are harder than the diagonal,
         # and harder than the mixes within the near family (English and the close languages).
         assert gap["with synthetic-far"] > gap["without synthetic-far"] + 0.03, gap.to_dict()
-        assert table.loc[("syn_nli", configuration, "with synthetic-far"), "ci_low"] > 0
         # Nothing planted: within the near family a mix keeps most words, so the matrix's gap
         # (which cancels how hard each language is) has no same-language advantage to find.
         near = table.loc[("syn_copa", configuration, "all")]

@@ -44,8 +44,6 @@ def test_the_matrix_is_logged_for_every_trial_and_the_far_familys_gap_is_recover
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli("run", str(spec), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "mixed 25 cells of syn_nli/validation" in result.stdout  # prepared once, on the driver
-    assert "mixed 9 cells of syn_copa/validation" in result.stdout
 
     trials = load_trials("mixed", uri)
     assert len(trials) == 3 and set(trials["status"]) == {"completed"}

@@ -62,7 +62,7 @@ def test_the_matrix_is_logged_for_every_trial_and_the_far_familys_gap_is_recover
     for name in ("mixed_matrix.csv", "mixed_syn_nli.png", "mixed_gaps.csv", "mixed_gap_curve.png"):
         assert (report / name).is_file(), name
     matrix = pd.read_csv(report / "mixed_matrix.csv")
-    assert set(matrix["configuration"]) == {"best", "baseline"} and len(matrix) == 2 * 25
+    assert set(matrix["configuration"]) == {"best", "baseline"} and len(matrix) == 2 * (25 + 9)
     summary = (report / "summary.md").read_text()
     assert "## Mixed-language instances" in summary
     assert "syn_nli: 400 instances aligned by position" in summary

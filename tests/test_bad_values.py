@@ -203,6 +203,27 @@ BAD_VALUES: dict[str, tuple[Edit, str, tuple[str, ...]]] = {
         "targets: [syn_nli]",
         ("run --dry-run",),
     ),
+    "a mixed language the target lacks": (
+        setting("targets", [{"task": "syn_nli", "mixed_languages": ["en", "de"]}]),
+        "targets: syn_nli has no 'de' data; its languages are en, xc1, xc2, xf1, xf2",
+        ("run --dry-run",),
+    ),
+    "one mixed language": (
+        setting("targets", [{"task": "syn_nli", "mixed_languages": ["xf1"]}]),
+        "targets: syn_nli.mixed_languages: 1 language; list at least 2 languages, each once",
+        (),
+    ),
+    "a mixed language twice": (
+        setting("targets", [{"task": "syn_nli", "mixed_languages": ["en", "xf1", "en"]}]),
+        "targets: syn_nli.mixed_languages: en is listed twice; list at least 2 languages",
+        (),
+    ),
+    "mixed languages on a tagging target": (
+        setting("targets", [{"task": "udpos", "mixed_languages": ["en", "de"]}]),
+        "targets: udpos.mixed_languages: udpos is a tagging task with no two parts to put in two "
+        "languages; remove mixed_languages",
+        (),
+    ),
     "a pool task twice": (
         adding_pool_task,
         "pool: syn_topic_choice is listed twice; list each task once",

@@ -351,3 +351,20 @@ def test_seeds_repeat_every_configuration() -> None:
     assert _error(raw) == "seeds: must be at least 1"
     raw.update(seeds=2, subsets={"sampler": "optuna"})
     assert _error(raw).startswith("seeds: the optuna sampler picks each configuration once")
+
+
+def test_mixed_languages_reach_the_trial_and_its_splits_and_survive_the_round_trip() -> None:
+    from xlt_search.search import make_plan
+    from xlt_search.search.plan import target_configs
+    from xlt_search.trial import required_splits
+
+    raw = quickstart()
+    raw["targets"] = [{"task": "syn_nli", "languages": ["xf1"], "mixed_languages": ["en", "xf1"]}]
+    spec = parse_spec(raw)
+    assert parse_spec(spec_to_dict(spec)) == spec
+    (target,) = target_configs(spec)
+    assert target.mixed_languages == ("en", "xf1")
+    assert target.mixed_pairs == (("en", "en"), ("en", "xf1"), ("xf1", "en"), ("xf1", "xf1"))
+    cells = [r.key for r in required_splits((), (target,), spec.registry) if r.second]
+    assert cells == [f"syn_nli/validation/{a}-{b}" for a, b in target.mixed_pairs]
+    assert make_plan(spec).num_trials > 0

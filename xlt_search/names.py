@@ -42,6 +42,16 @@ MAX_TAG_CHARS = 5000  # below MLflow's limit on tag values: longer values are cu
 # The metrics every trial reports, at step=budget_steps.
 SCORE = "score"  # the zero-shot score, averaged over non-English languages, then targets
 BUDGET_STEPS = "budget_steps"  # the optimizer steps the trial has taken, both phases together
+# At a trial's final report, per target with mixed languages: `mixed.<target>.<l1>-<l2>` for each
+# cell (the target's metric, l1's part first), and its diagonal, off-diagonal and gap means.
+MIXED = "mixed"
+MIXED_SUMMARIES: tuple[str, ...] = ("diagonal", "off_diagonal", "gap")
+
+
+def mixed_metric(target: str, cell: str) -> str:
+    """The metric name of a target's mixed-language cell `l1-l2`, or of one of MIXED_SUMMARIES."""
+    return f"{MIXED}.{target}.{cell}"
+
 
 # How the intermediate phase picks the task of its next batch (trial/task_sampler.py): the
 # spec's `task_sampler` values.

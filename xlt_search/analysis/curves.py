@@ -232,10 +232,15 @@ def format_table(curve: pd.DataFrame) -> str:
 
 
 def write_curves(
-    curves: pd.DataFrame, trials: pd.DataFrame, out_dir: Path, title: str
+    curves: pd.DataFrame,
+    trials: pd.DataFrame,
+    out_dir: Path,
+    title: str,
+    stem: str = "scaling_curve",
+    what: str = "zero-shot score (non-English mean)",
 ) -> tuple[Path, Path]:
-    """Write `scaling_curve.csv` (every curve, long) and `scaling_curve.png` (one panel per curve)
-    into `out_dir`.
+    """Write `<stem>.csv` (every curve, long) and `<stem>.png` (one panel per curve) into
+    `out_dir`; `what` names the curves' values (the panels' y axis).
 
     Each panel shows, against the number of intermediate tasks, the mean of the completed trials
     with its interval, the best configuration, the baseline as a horizontal line with its
@@ -246,7 +251,7 @@ def write_curves(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, png_path = out_dir / CSV_NAME, out_dir / PNG_NAME
+    csv_path, png_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.png"
     curves[list(CURVE_COLUMNS)].to_csv(csv_path, index=False)
 
     names = list(dict.fromkeys(curves["curve"]))
@@ -257,15 +262,17 @@ def write_curves(
     FigureCanvasAgg(figure)
     for index, name in enumerate(names):
         axes = figure.add_subplot(rows, columns, index + 1)
-        _draw_curve(axes, curves[curves["curve"] == name], trials, name)
+        _draw_curve(axes, curves[curves["curve"] == name], trials, name, what)
         if index == 0:
             axes.legend(loc="best", fontsize="small")
-    figure.suptitle(f"{title}: zero-shot score against the number of intermediate tasks")
+    figure.suptitle(f"{title}: {what.split(' (')[0]} against the number of intermediate tasks")
     figure.savefig(png_path, dpi=110)
     return csv_path, png_path
 
 
-def _draw_curve(axes: object, curve: pd.DataFrame, trials: pd.DataFrame, metric: str) -> None:
+def _draw_curve(
+    axes: object, curve: pd.DataFrame, trials: pd.DataFrame, metric: str, what: str
+) -> None:
     sized = curve[curve["n_tasks"] > 0]
     baseline = curve[curve["n_tasks"] == 0]
     sizes = sized["n_tasks"].tolist()
@@ -298,7 +305,7 @@ def _draw_curve(axes: object, curve: pd.DataFrame, trials: pd.DataFrame, metric:
         ],
     )
     axes.set_xlabel("intermediate tasks; below: completed / trials")
-    axes.set_ylabel("zero-shot score (non-English mean)")
+    axes.set_ylabel(what)
     axes.set_title(metric)
     axes.grid(alpha=0.3)
     if sized["completed"].sum() == 0:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search import tracking
-from xlt_search.analysis import chance, curves, summary
+from xlt_search.analysis import chance, curves, mixed, summary
 from xlt_search.analysis import contributions as contrib
 from xlt_search.analysis.best import BestConfiguration, best_configuration, parent_marks
 from xlt_search.analysis.chance import LearningCheck
@@ -79,7 +79,8 @@ def write_report(
 ) -> Report:
     """Load the search `parent_run_id` (run from `spec`) from MLflow and write its report into
     `out_dir`: scaling_curve.csv/.png, seed_variance.csv, contributions.csv/.png, gains.csv,
-    gains_heatmap.png and summary.md.
+    gains_heatmap.png, the mixed-language matrices when a target has mixed languages
+    (`analysis.mixed`), and summary.md.
 
     Curves use completed trials. Contributions and gains use the trials that count (completed
     or early-stopped), read at the last budget_steps all of them reached: the final scores when
@@ -91,7 +92,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id)
     progress(f"report: {len(trials)} trials loaded from MLflow; drawing the scaling curves")
-    levels = chance.from_tag(tracking.search_tags(tracking_uri, parent_run_id).get(chance.TAG))
+    tags = tracking.search_tags(tracking_uri, parent_run_id)
+    levels = chance.from_tag(tags.get(chance.TAG))
     learning = chance.check_learning(trials, levels, _classes(spec)) if levels else None
     table = curves.scaling_curves(trials, spec.sizes, seed=spec.seed)
     files = list(curves.write_curves(table, trials, out_dir, title=spec.name))
@@ -141,9 +143,12 @@ def write_report(
     files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
 
     found = best_configuration(trials)
+    mixed_files, mixed_section = mixed.write_mixed(spec, trials, found, tags, out_dir)
+    files += mixed_files
     report = Report(out_dir, (), trials, table, contributions, gains, read_at, learning, found)
     files.append(out_dir / SUMMARY_NAME)
-    files[-1].write_text(summary.markdown(spec, parent_run_id, report, variance))
+    text = summary.markdown(spec, parent_run_id, report, variance)
+    files[-1].write_text("\n".join([text.rstrip("\n"), *mixed_section]) + "\n")
     progress(f"report: wrote {len(files)} files to {out_dir}")
     return dataclasses.replace(report, files=tuple(files))
 

@@ -14,15 +14,16 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
 
 from xlt_search import preflight
-from xlt_search.data import coverage
+from xlt_search.data import coverage, mixing
 from xlt_search.data.errors import DataUnavailable
 from xlt_search.data.layouts import files_id
 from xlt_search.data.loading import load_task_split
@@ -42,15 +43,22 @@ FORMAT_VERSION = 4
 
 @dataclass(frozen=True)
 class SplitRequest:
-    """One split a search needs: a task's `split` (train, validation, test) in one language."""
+    """One split a search needs: a task's `split` (train, validation, test) in one language.
+
+    A mixed-language cell (`data.mixing`) names its `second` language too, and the languages
+    its rows are `aligned` across (the target's mixed languages).
+    """
 
     task: str
     split: str
     language: str
+    second: str | None = None
+    aligned: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.split}/{self.language}"
+        cell = "" if self.second is None else f"-{self.second}"
+        return f"{self.task}/{self.split}/{self.language}{cell}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,10 @@ class PreparedData:
     pad_token_id: int
     max_seq_length: int
     pooling: str = "first"  # what the model's classification heads pool (`encoders.pooling`)
+    # SplitRequest.key of each mixed-language cell -> its directory (`data.mixing`)
+    mixed: Mapping[str, str] = field(default_factory=dict)
+    # target task -> the counts of the alignment its mixed cells were made from
+    alignments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def path(self, task: str, split: str, language: str) -> Path:
         """The directory of one prepared split."""
@@ -81,6 +93,13 @@ class PreparedData:
     def load(self, task: str, split: str, language: str) -> datasets.Dataset:
         """One prepared split, memory-mapped and torch-formatted."""
         return datasets.load_from_disk(str(self.path(task, split, language))).with_format("torch")
+
+    def load_mixed(self, task: str, first: str, second: str) -> datasets.Dataset:
+        """One prepared mixed-language cell of a target's validation data, memory-mapped."""
+        key = SplitRequest(task, "validation", first, second).key
+        if key not in self.mixed:
+            raise KeyError(f"mixed-language cell {key} was not prepared for this search")
+        return datasets.load_from_disk(self.mixed[key]).with_format("torch")
 
     def task(self, key: str) -> Task:
         """The declaration of task `key`, as the data was prepared with it."""
@@ -142,23 +161,15 @@ def prepare_data(
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     splits: dict[str, str] = {}
-    unique = list(dict.fromkeys(requests))  # in order
+    unique = [r for r in dict.fromkeys(requests) if r.second is None]  # in order
     for number, request in enumerate(unique, 1):
         task = get_task(request.task, registry)
         cap = None
         if request.split == "train":
             cap = (max_train_examples_per_task or {}).get(request.task, max_train_examples)
-        fingerprint = digest(
-            FORMAT_VERSION,
-            tokenizer_id,
-            max_seq_length,
-            cap,
-            seed if cap is not None else None,
-            task.kind,
-            repr(task.sources),
-            sorted(task.columns.items()),
-            task.labels,
-            task.num_labels,
+        fingerprint = _fingerprint(
+            (tokenizer_id, max_seq_length, cap, seed if cap is not None else None),
+            task,
             request.split,
             request.language,
             _source_id(task, request.split, request.language, mirror),
@@ -181,6 +192,17 @@ def prepare_data(
                 )
         splits[request.key] = str(target)
 
+    mixed = [r for r in dict.fromkeys(requests) if r.second is not None]
+    mixed_dirs, alignments = _prepare_mixed(
+        mixed,
+        partial(tokenize, tokenizer=tok, max_seq_length=max_seq_length, segments=traits.segments),
+        tokenizer_id,
+        max_seq_length,
+        registry,
+        cache_dir,
+        mirror,
+        progress,
+    )
     codes = sorted({r.language for r in requests})
     return PreparedData(
         root=str(cache_dir),
@@ -191,7 +213,74 @@ def prepare_data(
         pad_token_id=int(tok.pad_token_id),
         max_seq_length=max_seq_length,
         pooling=traits.pooling,
+        mixed=mixed_dirs,
+        alignments=alignments,
     )
+
+
+def _fingerprint(shape: tuple[Any, ...], task: Task, split: str, language: str, source: Any) -> str:
+    """What a prepared split is keyed by: the tokenizer and lengths (`shape`: the tokenizer's id,
+    max_seq_length, the train cap and its seed), the task's declaration, the split and its data."""
+    return digest(
+        FORMAT_VERSION,
+        *shape,
+        task.kind,
+        repr(task.sources),
+        sorted(task.columns.items()),
+        task.labels,
+        task.num_labels,
+        split,
+        language,
+        source,
+    )
+
+
+def _prepare_mixed(
+    requests: Sequence[SplitRequest],
+    tokenizing: Callable[[Task, datasets.Dataset], datasets.Dataset],
+    tokenizer_id: str,
+    max_seq_length: int,
+    registry: Mapping[str, Task],
+    cache_dir: Path,
+    mirror: str | Path | None,
+    progress: Callable[[str], None] | None,
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """The mixed-language cells (`data.mixing`): each target's languages loaded and aligned once,
+    every cell built from the alignment and tokenized into the cache; the folders of the cells
+    and, per target, its alignment's counts (kept in every cell's folder)."""
+    folders: dict[str, str] = {}
+    alignments: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple[str, str, tuple[str, ...]], list[SplitRequest]] = {}
+    for request in requests:
+        groups.setdefault((request.task, request.split, request.aligned), []).append(request)
+    for (key, split, languages), cells in groups.items():
+        task = get_task(key, registry)
+        sources = [_source_id(task, split, lang, mirror) for lang in languages]
+        shape = (tokenizer_id, max_seq_length)
+        targets = {
+            cell.key: cache_dir / f"{key}.{split}.mixed.{cell.language}-{cell.second}-"
+            f"{_fingerprint(shape, task, split, cell.key, [languages, sources])[:16]}"
+            for cell in cells
+        }
+        if not all((target / "dataset_info.json").exists() for target in targets.values()):
+            started = time.perf_counter()
+            splits = {lang: load_task_split(task, split, lang, mirror=mirror) for lang in languages}
+            for lang, loaded in splits.items():
+                preflight.check_labels(task, loaded, SplitRequest(key, split, lang).key)
+            alignment = mixing.align(task, splits)
+            for cell in cells:
+                built = mixing.mixed_cell(task, splits, alignment, cell.language, str(cell.second))
+                add = partial(mixing.save, counts=alignment.counts())
+                _save_atomically(tokenizing(task, built), targets[cell.key], add)
+            if progress is not None:
+                progress(
+                    f"mixed {len(cells)} cells of {key}/{split} in "
+                    f"{time.perf_counter() - started:.1f} s: "
+                    f"{mixing.describe(key, alignment.counts())}"
+                )
+        folders.update({cell: str(target) for cell, target in targets.items()})
+        alignments[key] = mixing.load(next(iter(targets.values())))
+    return folders, alignments
 
 
 def _registries(

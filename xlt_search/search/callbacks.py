@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from xlt_search import subsets
-from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, RUN_STATUS, RUNNING
+from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, MIXED, RUN_STATUS, RUNNING
 from xlt_search.search.plan import trial_budget_steps
 from xlt_search.search.progress import PENDING, STATUS_EVERY_S, SearchProgress, TrialProgress
 
@@ -125,7 +125,7 @@ def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str,
 def _is_metric(key: str) -> bool:
     """Ours, not Tune's bookkeeping (time_this_iter_s, training_iteration, ...)."""
     ours = ("score", "loss", "budget_steps", "final", "phase", "restored_from")
-    return key in ours or key.split(".")[0] in ("score", "lang", "family")
+    return key in ours or key.split(".")[0] in ("score", "lang", "family", MIXED)
 
 
 def _ended_status(trial: Any) -> TrialStatus:

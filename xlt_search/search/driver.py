@@ -8,6 +8,7 @@ only once a search runs.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ def run_search(spec: SearchSpec, spec_text: str, options: RunOptions | None = No
     """
     from xlt_search import tracking
     from xlt_search.analysis import chance
-    from xlt_search.data import coverage
+    from xlt_search.data import coverage, mixing
 
     options = options or RunOptions()
     plan = make_plan(spec)
@@ -65,6 +66,7 @@ def run_search(spec: SearchSpec, spec_text: str, options: RunOptions | None = No
             tracking.EXPERIMENT_PATH_TAG: experiment_path(spec, run_name),
             chance.TAG: chance.to_tag(levels),
             coverage.TAG: coverage.summary(measured),
+            **({mixing.TAG: json.dumps(data.alignments)} if data.alignments else {}),
         },
     )
     results.mkdir(parents=True, exist_ok=True)

@@ -141,12 +141,17 @@ def _describe_domain(domain: Domain) -> str:
 
 def target_configs(spec: SearchSpec) -> tuple[TargetConfig, ...]:
     """The spec's targets as a trial reads them: each with its languages (the registry's when the
-    spec lists none), fine-tuned unless it is a retrieval task."""
+    spec lists none) and mixed languages, fine-tuned unless it is a retrieval task."""
     from xlt_search.trial import TargetConfig
 
     registry, fine_tuned = spec.registry, spec.fine_tuned_targets
     return tuple(
-        TargetConfig(t.task, t.languages or registry[t.task].languages, fine_tuned=t in fine_tuned)
+        TargetConfig(
+            t.task,
+            t.languages or registry[t.task].languages,
+            fine_tuned=t in fine_tuned,
+            mixed_languages=t.mixed_languages,
+        )
         for t in spec.targets
     )
 

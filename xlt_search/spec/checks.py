@@ -7,14 +7,13 @@ SpecError that names the key and the fix.
 from __future__ import annotations
 
 import collections.abc
-import math
 import re
 
 from xlt_search.errors import SpecError, did_you_mean
-from xlt_search.names import ROBUST_PHASES, ROBUST_TRAINING, TASK_SAMPLERS
-from xlt_search.spec.schema import SearchSpec
+from xlt_search.spec.schema import SearchSpec, TargetSpec
+from xlt_search.spec.training_checks import check_budget, check_hyperparameters, check_resources
 from xlt_search.tasks import Task, get_language, get_task
-from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
+from xlt_search.tasks.base import KIND_FIELDS, MIXED_PARTS, OPTIONAL_FIELDS
 from xlt_search.tracking import check_tracking_scheme
 
 # The splits a task's `files` may name.
@@ -22,28 +21,13 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 # The largest seed: Optuna's TPE sampler seeds numpy's RandomState, which takes 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
-# Caps past which a value is a slip, not a plan (the shipped specs train 20,000 steps a phase on
-# 256 tokens, in at most 26 trials).
-MAX_PHASE_STEPS = 10**9
+# Caps past which a value is a slip, not a plan (the shipped specs train on 256 tokens, in at most
+# 26 trials; the phases' cap is in training_checks).
 MAX_SEQ_LENGTH = 8192
 MAX_COUNT = 10_000  # trials of a random or optuna search; training seeds per configuration
 # A search's name names its results folder (<storage_path>/<name>-<time>).
 MAX_NAME_CHARS = 100
 _NAME_CHARACTERS = re.compile(r"[A-Za-z0-9._-]")
-# The hyperparameters that cannot run at 0, with a value that can.
-_POSITIVE = {
-    "learning_rate": "2.0e-5",
-    "target_learning_rate": "2.0e-5",
-    "sampler_cap": "100000",
-    "sampler_temperature": "2.0",
-    "robust_epsilon": "0.1",
-}
-# The hyperparameters whose values are names, and the names they may take.
-_NAMED = {
-    "task_sampler": TASK_SAMPLERS,
-    "robust_training": ROBUST_TRAINING,
-    "robust_phases": ROBUST_PHASES,
-}
 
 
 def check_spec(spec: SearchSpec) -> None:
@@ -182,18 +166,17 @@ def check_pool(spec: SearchSpec) -> None:
 
 
 def check_targets(spec: SearchSpec) -> None:
-    """The targets: at least one, each once, with data in the languages asked for, at least one
-    of them not English, and English training data that fits the target's head."""
+    """The targets: at least one, each once, with data in the languages asked for (mixed ones
+    too), one of them not English, and English training data that fits the target's head."""
     registry, languages = spec.registry, spec.known_languages
     if not spec.targets:
         raise SpecError("targets: list at least one target task")
     keys = [target.task for target in spec.targets]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise SpecError(f"targets: {key} is listed twice; list each target once")
+    for key in (key for key in keys if keys.count(key) > 1):
+        raise SpecError(f"targets: {key} is listed twice; list each target once")
     for target in spec.targets:
         task = get_task(target.task, registry)
-        for code in target.languages:
+        for code in (*target.languages, *target.mixed_languages):
             get_language(code, languages)
             if code not in task.languages:
                 raise SpecError(
@@ -204,8 +187,23 @@ def check_targets(spec: SearchSpec) -> None:
             raise SpecError(
                 f"targets: {target.task} needs at least one non-English language to score transfer"
             )
+        if target.mixed_languages:
+            _check_mixed_languages(target, task)
     for target in spec.fine_tuned_targets:
         _check_training_data(registry[target.task], registry)
+
+
+def _check_mixed_languages(target: TargetSpec, task: Task) -> None:  # two parts, two languages
+    where, codes = f"targets: {target.task}.mixed_languages", target.mixed_languages
+    if task.kind not in MIXED_PARTS or task.column(MIXED_PARTS[task.kind][0]) is None:
+        raise SpecError(
+            f"{where}: {target.task} is a {task.kind} task with no two parts to put in two "
+            "languages; remove mixed_languages (pair classification, span QA, multiple choice)"
+        )
+    twice = [code for code in codes if codes.count(code) > 1]
+    if twice or len(codes) < 2:
+        problem = f"{twice[0]} is listed twice" if twice else f"{len(codes)} language"
+        raise SpecError(f"{where}: {problem}; list at least 2 languages, each once")
 
 
 def _check_training_data(target: Task, registry: dict[str, Task]) -> None:
@@ -288,104 +286,6 @@ def check_subsets(spec: SearchSpec) -> None:
         raise SpecError(
             "seeds: the optuna sampler picks each configuration once; use seeds: 1, or a "
             "stratified, random or grid sampler to repeat configurations over seeds"
-        )
-
-
-def check_budget(spec: SearchSpec) -> None:
-    """The budget: at least one step in each phase, probes of zero steps or more, and rungs ASHA
-    can place within a trial's budget."""
-    budget = spec.budget
-    for name in ("intermediate_steps", "target_steps", "report_every_steps", "probe_steps"):
-        if getattr(budget, name) < (0 if name == "probe_steps" else 1):
-            raise SpecError(f"budget.{name}: must be positive")
-    for name in ("intermediate_steps", "target_steps"):
-        if getattr(budget, name) > MAX_PHASE_STEPS:
-            raise SpecError(
-                f"budget.{name}: {getattr(budget, name)} is past the cap of {MAX_PHASE_STEPS:,} "
-                "optimizer steps (the shipped specs train 20,000 a phase); lower it"
-            )
-    if budget.probe_steps > budget.target_steps:
-        raise SpecError(
-            f"budget.probe_steps: {budget.probe_steps} is more than a target's whole fine-tune "
-            f"(target_steps {budget.target_steps}); a probe is a short fine-tune: use at most "
-            f"{budget.target_steps}"
-        )
-    every, whole = budget.report_every_steps, spec.max_budget_steps
-    if every > whole:
-        raise SpecError(
-            f"budget.report_every_steps: {every} is past a trial's whole budget ({whole} "
-            f"budget_steps), so no trial would report before its end; use at most {whole} "
-            "(trials report at its multiples, and at their end)"
-        )
-    if budget.grace_period_steps < 0:
-        raise SpecError(
-            f"budget.grace_period_steps: {budget.grace_period_steps}; use 0 (the first report) "
-            "or a positive number of budget_steps"
-        )
-    if spec.grace_period_steps % every:
-        grid = [str(every * i) for i in range(1, 4) if every * i <= whole]
-        shown = ", ".join(grid) + (", ..." if 4 * every <= whole else "")
-        raise SpecError(
-            f"budget.grace_period_steps: {spec.grace_period_steps} is off the report grid: "
-            f"trials report every {every} budget_steps, so the rung would compare scores "
-            f"reported later; use a multiple of report_every_steps ({shown})"
-        )
-    if budget.reduction_factor < 2:
-        raise SpecError("budget.reduction_factor: must be at least 2")
-    if budget.survivors_per_size < 1:
-        raise SpecError(
-            f"budget.survivors_per_size: {budget.survivors_per_size}; at least 1 trial of each "
-            "subset size must pass each rung, or the scaling curve has sizes with no result"
-        )
-    if spec.grace_period_steps > spec.max_budget_steps:
-        raise SpecError(
-            f"budget.grace_period_steps: {spec.grace_period_steps} is past a trial's whole budget "
-            f"({spec.max_budget_steps} steps); lower it"
-        )
-
-
-def check_resources(spec: SearchSpec) -> None:
-    """What a trial asks Ray for, how many run at once and how often one is retried."""
-    resources = spec.resources
-    if resources.cpu <= 0 or resources.gpu < 0:
-        raise SpecError("resources: cpu must be > 0 and gpu >= 0")
-    if resources.gpu > 1 and not float(resources.gpu).is_integer():
-        raise SpecError(
-            "resources.gpu: above 1 a trial takes whole GPUs (e.g. 2); fractions are for gpu < 1"
-        )
-    if spec.max_concurrent_trials < 0 or spec.max_failures < 0:
-        raise SpecError("max_concurrent_trials and max_failures must be >= 0")
-
-
-def check_hyperparameters(spec: SearchSpec) -> None:
-    """The hyperparameters' values: known names (task samplers, robust training), finite numbers
-    >= 0, a batch of at least one example."""
-    for name, names in _NAMED.items():
-        domain = spec.hyperparameters.get(name)
-        for value in domain.values if domain else ():
-            if value not in names:
-                raise SpecError(
-                    f"hyperparameters.{name}: '{value}'{did_you_mean(value, names)} "
-                    f"is not one of {', '.join(names)}"
-                )
-    for name, example in _POSITIVE.items():
-        domain = spec.hyperparameters.get(name)
-        lowest = min(domain.values) if domain else None
-        if lowest is not None and lowest <= 0:
-            raise SpecError(
-                f"hyperparameters.{name}: {lowest} cannot run; it must be > 0 "
-                f"(e.g. {name}: {example})"
-            )
-    for name, domain in spec.hyperparameters.items():
-        numbers = [v for v in domain.values if isinstance(v, int | float)]
-        bad = [v for v in numbers if not math.isfinite(v) or v < 0]
-        if bad:
-            raise SpecError(f"hyperparameters.{name}: {bad[0]}: values must be finite and >= 0")
-    batch_domain = spec.hyperparameters.get("per_device_batch_size")
-    if batch_domain and min(batch_domain.values) < 1:
-        raise SpecError(
-            f"hyperparameters.per_device_batch_size: {min(batch_domain.values)} is no batch; it "
-            "must be at least 1 (e.g. per_device_batch_size: 16)"
         )
 
 

@@ -40,10 +40,13 @@ class Domain:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """A target task and the languages it is evaluated on (empty: all the task has)."""
+    """A target task, the languages it is evaluated on (empty: all the task has), and the
+    languages whose every pair l1-l2 makes a mixed-language evaluation set (`data.mixing`: the
+    instance's first part in l1, its second in l2; empty: none)."""
 
     task: str
     languages: tuple[str, ...] = ()
+    mixed_languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,26 @@ TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging", "
 #   span:            context, question, answers ({"text": [...], "answer_start": [...]}, SQuAD's
 #                    shape; empty lists mean no answer)
 #   retrieval:       query, candidate (a sentence and its translation; no training)
+# and, optional for the kinds that mix languages (`MIXED_PARTS`), id: a row's id, shared by its
+# translations, by which mixed-language instances are aligned (else by position).
 # A label or tag is an int (the class index) or, when the task declares `labels`, a string looked
 # up in them; anything else (-1, "") marks an unlabelled row, which is dropped.
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "classification": ("text_a", "text_b", "label"),
-    "multiple_choice": ("context", "choices", "label"),
+    "classification": ("text_a", "text_b", "label", "id"),
+    "multiple_choice": ("context", "choices", "label", "id"),
     "tagging": ("tokens", "tags"),
-    "span": ("context", "question", "answers"),
+    "span": ("context", "question", "answers", "id"),
     "retrieval": ("query", "candidate"),
 }
-OPTIONAL_FIELDS: frozenset[str] = frozenset({"text_b"})
+OPTIONAL_FIELDS: frozenset[str] = frozenset({"text_b", "id"})
+# The fields a mixed-language instance takes from its second language (`data.mixing`); every other
+# field, labels and answer spans included, comes from the first. Kinds left out (tagging,
+# retrieval), and classification without text_b, have no parts to mix.
+MIXED_PARTS: dict[str, tuple[str, ...]] = {
+    "classification": ("text_b",),
+    "multiple_choice": ("choices",),
+    "span": ("question",),
+}
 TEXT_FIELDS: frozenset[str] = frozenset({"text_a", "text_b", "context", "question"})
 
 # A column mapping's value: a column, a field of a struct column ("choices.text"), or several

@@ -163,8 +163,8 @@ def saved_config(state: Mapping[str, Any]) -> TrialConfig:
     fields = dict(state["config"])
     fields["tasks"] = tuple(fields["tasks"])
     fields["targets"] = tuple(
-        TargetConfig(task, tuple(languages), fine_tuned)
-        for task, languages, fine_tuned in fields["targets"]
+        TargetConfig(task, tuple(languages), fine_tuned, tuple(mixed))
+        for task, languages, fine_tuned, mixed in fields["targets"]
     )
     return TrialConfig(**fields)
 
@@ -206,7 +206,8 @@ def _resume_identity(config: TrialConfig) -> dict[str, Any]:
     for name in ("device", "num_threads"):  # where a trial runs does not change what it computes
         identity.pop(name)
     identity["targets"] = [
-        [t["task"], list(t["languages"]), t["fine_tuned"]] for t in identity["targets"]
+        [t["task"], list(t["languages"]), t["fine_tuned"], list(t["mixed_languages"])]
+        for t in identity["targets"]
     ]
     identity["tasks"] = list(identity["tasks"])
     return identity

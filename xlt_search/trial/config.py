@@ -34,12 +34,19 @@ class TargetConfig:
     """A target task and the languages it is evaluated on ("en" included when the task has it).
 
     `fine_tuned` is False for a retrieval target: no training, its score is the encoder's as the
-    intermediate phase leaves it.
+    intermediate phase leaves it. `mixed_languages`: the languages whose every pair l1-l2 is
+    scored at the trial's final report on mixed-language instances (`data.mixing`).
     """
 
     task: str
     languages: tuple[str, ...]
     fine_tuned: bool = True
+    mixed_languages: tuple[str, ...] = ()
+
+    @property
+    def mixed_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Every (l1, l2) of `mixed_languages`, the diagonal (l1 == l2) included, row by row."""
+        return tuple((a, b) for a in self.mixed_languages for b in self.mixed_languages)
 
 
 @dataclass(frozen=True)
@@ -140,4 +147,8 @@ def required_splits(
         if target.fine_tuned:
             requests += [SplitRequest(key, "train", "en") for key in training_tasks(task)]
         requests += [SplitRequest(target.task, "validation", lang) for lang in target.languages]
+        requests += [
+            SplitRequest(target.task, "validation", first, second, target.mixed_languages)
+            for first, second in target.mixed_pairs
+        ]
     return list(dict.fromkeys(requests))

@@ -10,7 +10,9 @@ protocol (Phang et al. 2020, X-STILTs):
 3. target phase: one copy of the intermediate encoder per target, fine-tuned on the target's English
    training data, the copies stepped in turn and evaluated every `report_every_steps`; a
    retrieval target (Tatoeba) is not fine-tuned: it scores the intermediate encoder as it is;
-4. the score: per target the mean over its non-English dev sets, then the mean over targets.
+4. the score: per target the mean over its non-English dev sets, then the mean over targets;
+   at the final report, a target with mixed languages is also scored on every cell l1-l2 of its
+   mixed-language instances (`scoring.mixed_scores`).
 
 `budget_steps` counts optimizer steps of the intermediate phase and the target fine-tunes (not the
 probes'): it is the axis ASHA compares trials on. Every report carries a checkpoint writer, and
@@ -42,6 +44,7 @@ from xlt_search.trial.scoring import (
     EvalSets,
     dev_sets,
     evaluate,
+    mixed_scores,
     report_metrics,
     retrieval_scores,
 )
@@ -252,6 +255,9 @@ def target_phase(
             scores = {t.target.task: zero_shot(t, data, eval_sets) for t in tunes}
             scores.update(fixed_scores)
             metrics = report_metrics(scores, data, budget_steps, loss, Phase.TARGET, final=final)
+            if final:  # the mixed-language matrices: once, on the finished fine-tunes
+                for tune in tunes:
+                    metrics.update(mixed_scores(tune, data, config, device))
             report(metrics, save_state)
     return metrics
 

@@ -11,10 +11,11 @@ from transformers import PreTrainedModel
 
 from xlt_search.data import PreparedData, eval_batches
 from xlt_search.metrics import accuracy, macro_f1, retrieval_accuracy, squad_scores, tagging_scores
+from xlt_search.names import mixed_metric
 from xlt_search.tasks.base import Task
 from xlt_search.trial.config import Phase, TargetConfig, TrialConfig
 from xlt_search.trial.model import MultiTaskModel, decode_spans, mean_pooled, pick_answers
-from xlt_search.trial.training import to_device
+from xlt_search.trial.training import FineTune, to_device
 
 EVAL_BATCH_MULTIPLIER = 4  # evaluation batches hold this many training batches' worth of examples
 
@@ -101,6 +102,38 @@ def retrieval_scores(
         lang: {"accuracy": evaluate_retrieval(encoder, eval_sets[target.task, lang])}
         for lang in target.languages
     }
+
+
+def mixed_scores(
+    tune: FineTune, data: PreparedData, config: TrialConfig, device: torch.device
+) -> dict[str, float]:
+    """A fine-tune's metric on each mixed-language cell of its target (`data.mixing`), by metric
+    name, and the matrix's diagonal mean (same-language instances), off-diagonal mean (the two
+    parts in two languages) and their gap (diagonal minus off-diagonal); {} without mixing.
+
+    The cells are read from the cache only here, at the trial's final report.
+    """
+    target, task = tune.target, data.task(tune.target.task)
+    cells = {}
+    for first, second in target.mixed_pairs:
+        batches = [
+            to_device(batch, device)
+            for batch in eval_batches(
+                data.load_mixed(target.task, first, second),
+                task.kind,
+                data.pad_token_id,
+                EVAL_BATCH_MULTIPLIER * config.per_device_batch_size,
+            )
+        ]
+        cells[first, second] = evaluate(tune.model, target.task, task, batches)[task.metric]
+    if not cells:
+        return {}
+    diagonal = [value for (first, second), value in cells.items() if first == second]
+    off = [value for (first, second), value in cells.items() if first != second]
+    means = {"diagonal": sum(diagonal) / len(diagonal), "off_diagonal": sum(off) / len(off)}
+    means["gap"] = means["diagonal"] - means["off_diagonal"]
+    named = {f"{first}-{second}": value for (first, second), value in cells.items()}
+    return {mixed_metric(target.task, name): value for name, value in (named | means).items()}
 
 
 def report_metrics(

@@ -1,0 +1,125 @@
+"""The spec's rules on how its trials train: the budget, the resources a trial asks for, the
+hyperparameters' values. Part of `spec.checks.check_spec`, which runs them in its order."""
+
+from __future__ import annotations
+
+import math
+
+from xlt_search.errors import SpecError, did_you_mean
+from xlt_search.names import ROBUST_PHASES, ROBUST_TRAINING, TASK_SAMPLERS
+from xlt_search.spec.schema import SearchSpec
+
+# Past this many optimizer steps a phase is a slip, not a plan (the shipped specs train 20,000).
+MAX_PHASE_STEPS = 10**9
+# The hyperparameters that cannot run at 0, with a value that can.
+_POSITIVE = {
+    "learning_rate": "2.0e-5",
+    "target_learning_rate": "2.0e-5",
+    "sampler_cap": "100000",
+    "sampler_temperature": "2.0",
+    "robust_epsilon": "0.1",
+}
+# The hyperparameters whose values are names, and the names they may take.
+_NAMED = {
+    "task_sampler": TASK_SAMPLERS,
+    "robust_training": ROBUST_TRAINING,
+    "robust_phases": ROBUST_PHASES,
+}
+
+
+def check_budget(spec: SearchSpec) -> None:
+    """The budget: at least one step in each phase, probes of zero steps or more, and rungs ASHA
+    can place within a trial's budget."""
+    budget = spec.budget
+    for name in ("intermediate_steps", "target_steps", "report_every_steps", "probe_steps"):
+        if getattr(budget, name) < (0 if name == "probe_steps" else 1):
+            raise SpecError(f"budget.{name}: must be positive")
+    for name in ("intermediate_steps", "target_steps"):
+        if getattr(budget, name) > MAX_PHASE_STEPS:
+            raise SpecError(
+                f"budget.{name}: {getattr(budget, name)} is past the cap of {MAX_PHASE_STEPS:,} "
+                "optimizer steps (the shipped specs train 20,000 a phase); lower it"
+            )
+    if budget.probe_steps > budget.target_steps:
+        raise SpecError(
+            f"budget.probe_steps: {budget.probe_steps} is more than a target's whole fine-tune "
+            f"(target_steps {budget.target_steps}); a probe is a short fine-tune: use at most "
+            f"{budget.target_steps}"
+        )
+    every, whole = budget.report_every_steps, spec.max_budget_steps
+    if every > whole:
+        raise SpecError(
+            f"budget.report_every_steps: {every} is past a trial's whole budget ({whole} "
+            f"budget_steps), so no trial would report before its end; use at most {whole} "
+            "(trials report at its multiples, and at their end)"
+        )
+    if budget.grace_period_steps < 0:
+        raise SpecError(
+            f"budget.grace_period_steps: {budget.grace_period_steps}; use 0 (the first report) "
+            "or a positive number of budget_steps"
+        )
+    if spec.grace_period_steps % every:
+        grid = [str(every * i) for i in range(1, 4) if every * i <= whole]
+        shown = ", ".join(grid) + (", ..." if 4 * every <= whole else "")
+        raise SpecError(
+            f"budget.grace_period_steps: {spec.grace_period_steps} is off the report grid: "
+            f"trials report every {every} budget_steps, so the rung would compare scores "
+            f"reported later; use a multiple of report_every_steps ({shown})"
+        )
+    if budget.reduction_factor < 2:
+        raise SpecError("budget.reduction_factor: must be at least 2")
+    if budget.survivors_per_size < 1:
+        raise SpecError(
+            f"budget.survivors_per_size: {budget.survivors_per_size}; at least 1 trial of each "
+            "subset size must pass each rung, or the scaling curve has sizes with no result"
+        )
+    if spec.grace_period_steps > spec.max_budget_steps:
+        raise SpecError(
+            f"budget.grace_period_steps: {spec.grace_period_steps} is past a trial's whole budget "
+            f"({spec.max_budget_steps} steps); lower it"
+        )
+
+
+def check_resources(spec: SearchSpec) -> None:
+    """What a trial asks Ray for, how many run at once and how often one is retried."""
+    resources = spec.resources
+    if resources.cpu <= 0 or resources.gpu < 0:
+        raise SpecError("resources: cpu must be > 0 and gpu >= 0")
+    if resources.gpu > 1 and not float(resources.gpu).is_integer():
+        raise SpecError(
+            "resources.gpu: above 1 a trial takes whole GPUs (e.g. 2); fractions are for gpu < 1"
+        )
+    if spec.max_concurrent_trials < 0 or spec.max_failures < 0:
+        raise SpecError("max_concurrent_trials and max_failures must be >= 0")
+
+
+def check_hyperparameters(spec: SearchSpec) -> None:
+    """The hyperparameters' values: known names (task samplers, robust training), finite numbers
+    >= 0, a batch of at least one example."""
+    for name, names in _NAMED.items():
+        domain = spec.hyperparameters.get(name)
+        for value in domain.values if domain else ():
+            if value not in names:
+                raise SpecError(
+                    f"hyperparameters.{name}: '{value}'{did_you_mean(value, names)} "
+                    f"is not one of {', '.join(names)}"
+                )
+    for name, example in _POSITIVE.items():
+        domain = spec.hyperparameters.get(name)
+        lowest = min(domain.values) if domain else None
+        if lowest is not None and lowest <= 0:
+            raise SpecError(
+                f"hyperparameters.{name}: {lowest} cannot run; it must be > 0 "
+                f"(e.g. {name}: {example})"
+            )
+    for name, domain in spec.hyperparameters.items():
+        numbers = [v for v in domain.values if isinstance(v, int | float)]
+        bad = [v for v in numbers if not math.isfinite(v) or v < 0]
+        if bad:
+            raise SpecError(f"hyperparameters.{name}: {bad[0]}: values must be finite and >= 0")
+    batch_domain = spec.hyperparameters.get("per_device_batch_size")
+    if batch_domain and min(batch_domain.values) < 1:
+        raise SpecError(
+            f"hyperparameters.per_device_batch_size: {min(batch_domain.values)} is no batch; it "
+            "must be at least 1 (e.g. per_device_batch_size: 16)"
+        )

@@ -353,6 +353,27 @@ def test_seeds_repeat_every_configuration() -> None:
     assert _error(raw).startswith("seeds: the optuna sampler picks each configuration once")
 
 
+def test_a_grid_hyperparameter_runs_every_configuration_at_each_of_its_values() -> None:
+    from ray.tune.search.variant_generator import generate_variants
+
+    from xlt_search.search import describe_plan, make_plan
+    from xlt_search.search.tuner import tune_domain
+
+    raw = quickstart()
+    raw.update(seeds=2, hyperparameters={"robust_training": {"grid": ["none", "adversarial"]}})
+    spec = parse_spec(raw)
+    assert parse_spec(spec_to_dict(spec)) == spec
+    plan = make_plan(spec)
+    assert spec.grid_points == 2 and plan.num_trials == 2 * 2 * (1 + 3 * 8 + 1)
+    assert "each at 2 grid points" in describe_plan(plan)
+    space = {"robust_training": tune_domain(spec.hyperparameters["robust_training"]), "seed": 0}
+    variants = [v["robust_training"] for _, v in generate_variants(space)]
+    assert sorted(variants) == ["adversarial", "none"]
+    raw["subsets"] = {"sampler": "optuna"}
+    raw["seeds"] = 1
+    assert _error(raw).startswith("hyperparameters.robust_training: the optuna sampler picks")
+
+
 def test_mixed_languages_reach_the_trial_and_its_splits_and_survive_the_round_trip() -> None:
     from xlt_search.search import make_plan
     from xlt_search.search.plan import target_configs

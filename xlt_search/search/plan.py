@@ -30,11 +30,11 @@ class SearchPlan:
 
     @property
     def num_trials(self) -> int:
-        """Trials in all: every subset (or optuna pick) once per training seed."""
+        """Trials in all: every subset (or optuna pick) once per training seed and grid point."""
         configurations = (
             len(self.subsets) if self.subsets is not None else self.spec.subsets.num_samples
         )
-        return configurations * self.spec.seeds
+        return configurations * self.spec.seeds * self.spec.grid_points
 
     @property
     def budget_steps(self) -> int:
@@ -42,7 +42,7 @@ class SearchPlan:
         if self.subsets is None:  # optuna never picks the empty subset
             return self.num_trials * self.spec.max_budget_steps
         each = sum(trial_budget_steps(self.spec, len(s)) for s in self.subsets)
-        return each * self.spec.seeds
+        return each * self.spec.seeds * self.spec.grid_points
 
     @property
     def per_size(self) -> dict[int, int]:
@@ -94,7 +94,8 @@ def describe_plan(plan: SearchPlan) -> str:
         f"subsets     {spec.subsets.sampler}: {plan.num_trials} trials, sizes "
         + ", ".join(map(str, spec.sizes))
         + (" and the no-intermediate baseline" if spec.runs_baseline else "")
-        + (f"; seeds {', '.join(map(str, spec.trial_seeds))} each" if spec.seeds > 1 else ""),
+        + (f"; seeds {', '.join(map(str, spec.trial_seeds))} each" if spec.seeds > 1 else "")
+        + (f"; each at {spec.grid_points} grid points" if spec.grid_points > 1 else ""),
     ]
     if plan.subsets is not None:
         lines.append("per size    " + "  ".join(f"k={k}: {n}" for k, n in plan.per_size.items()))

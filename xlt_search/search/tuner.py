@@ -103,6 +103,8 @@ def tune_domain(domain: Domain) -> Any:
         return domain.values[0]
     if domain.kind == "choice":
         return tune.choice(list(domain.values))
+    if domain.kind == "grid":
+        return tune.grid_search(list(domain.values))
     return getattr(tune, domain.kind)(*domain.values)
 
 

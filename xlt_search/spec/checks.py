@@ -282,6 +282,12 @@ def check_subsets(spec: SearchSpec) -> None:
             f"seeds: {spec.seeds} training seeds from seed {spec.seed} run past {MAX_SEED} "
             "(2**32 - 1); lower seed"
         )
+    grids = [name for name, d in spec.hyperparameters.items() if d.kind == "grid"]
+    if grids and subsets.sampler == "optuna":
+        raise SpecError(
+            f"hyperparameters.{grids[0]}: the optuna sampler picks every value itself and runs no "
+            "grid; write choice in place of grid, or use a stratified, random or grid sampler"
+        )
     if spec.seeds > 1 and subsets.sampler == "optuna":
         raise SpecError(
             "seeds: the optuna sampler picks each configuration once; use seeds: 1, or a "

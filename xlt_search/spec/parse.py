@@ -111,7 +111,7 @@ def _parse_domain(name: str, value: Any, kind: type) -> Domain:
     if not isinstance(args, list) or not args:
         raise SpecError(f"{key}.{domain_kind}: expected a list, e.g. {domain_kind}: [low, high]")
     values = tuple(_coerce(arg, kind, key) for arg in args)
-    if domain_kind != "choice":
+    if domain_kind not in ("choice", "grid"):
         if kind is str or len(values) != 2 or not values[0] < values[1]:
             raise SpecError(f"{key}.{domain_kind}: expected [low, high] numbers with low < high")
         if domain_kind == "loguniform" and values[0] <= 0:

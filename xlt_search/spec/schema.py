@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,15 +27,18 @@ HYPERPARAMETERS: dict[str, type] = {
     "robust_phases": str,
 }
 
-# The domains a spec may write for a hyperparameter (a plain value is a constant).
-DOMAIN_KINDS: tuple[str, ...] = ("choice", "uniform", "loguniform", "randint")
+# The domains a spec may write for a hyperparameter (a plain value is a constant). `grid` runs
+# every configuration once with each of its values (a grid axis, like the seeds); the others draw
+# one value per trial.
+DOMAIN_KINDS: tuple[str, ...] = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
 @dataclass(frozen=True)
 class Domain:
-    """A hyperparameter's values: a constant, or a choice, uniform, loguniform or randint domain."""
+    """A hyperparameter's values: a constant, or a choice, grid, uniform, loguniform or randint
+    domain."""
 
-    kind: Literal["constant", "choice", "uniform", "loguniform", "randint"]
+    kind: Literal["constant", "choice", "grid", "uniform", "loguniform", "randint"]
     values: tuple[Any, ...]
 
 
@@ -161,6 +165,11 @@ class SearchSpec:
         if self.subsets.baseline is None:
             return self.subsets.sampler != "optuna"
         return self.subsets.baseline
+
+    @property
+    def grid_points(self) -> int:
+        """The runs of each configuration and seed: the product of the `grid` domains' sizes."""
+        return math.prod(len(d.values) for d in self.hyperparameters.values() if d.kind == "grid")
 
     @property
     def trial_seeds(self) -> tuple[int, ...]:

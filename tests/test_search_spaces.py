@@ -28,6 +28,10 @@ PLANS = {  # each with the no-intermediate baseline
     "scaling_xcopa_xnli_local.yaml": (10, 600 + 300 * 2),
     "families_3_vs_9.yaml": (10, 20000 + 3000 * 3),  # 8 of size 3, the one of size 9
     "families_3_vs_9_local.yaml": (6, 600 + 300 * 2),
+    "mixed_languages.yaml": (26, 20000 + 3000 * 3),  # scaling_xcopa_xnli's, one more target
+    "mixed_languages_local.yaml": (10, 600 + 300 * 3),
+    "robust_training.yaml": (18, 20000 + 3000 * 2),  # (2 + 2 + 1 + baseline) x 3 kinds
+    "robust_training_local.yaml": (12, 600 + 300 * 2),  # (1 + 1 + 1 + baseline) x 3 kinds
 }
 
 
@@ -45,7 +49,8 @@ def derived_trials(spec: SearchSpec) -> int:
         subsets = sum(min(spec.subsets.per_size, math.comb(n, k)) for k in spec.sizes)
     else:
         subsets = spec.subsets.num_samples
-    return (subsets + spec.runs_baseline) * spec.seeds
+    grid = math.prod(len(d.values) for d in spec.hyperparameters.values() if d.kind == "grid")
+    return (subsets + spec.runs_baseline) * spec.seeds * grid
 
 
 def derived_budget(spec: SearchSpec) -> int:

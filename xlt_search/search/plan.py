@@ -89,7 +89,9 @@ def describe_plan(plan: SearchPlan) -> str:
         f"pool        {len(spec.pool)} tasks: {', '.join(spec.pool)}",
         "targets     "
         + "; ".join(
-            f"{t.task} [{', '.join(t.languages) or 'all languages'}]" for t in spec.targets
+            f"{t.task} [{', '.join(t.languages) or 'all languages'}]"
+            + (f" mixed [{', '.join(t.mixed_languages)}]" if t.mixed_languages else "")
+            for t in spec.targets
         ),
         f"subsets     {spec.subsets.sampler}: {plan.num_trials} trials, sizes "
         + ", ".join(map(str, spec.sizes))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,10 +284,11 @@ def _plot(found: Robustness, path: Path, title: str) -> Path:
         axes = figure.add_subplot(1, 2, index + 1)
         axes.set_title(f"Kendall's tau across {kind}")
         if why_not:
-            axes.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axes.transAxes)
+            said = "not measured: " + textwrap.fill(why_not, 40)
+            axes.text(0.5, 0.5, said, ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
             continue
-        image = _draw_matrix(axes, table[table["a"] != "mean"])
+        image = _draw_matrix(axes, table[table["a"] != "mean"], "seed " if kind == "seeds" else "")
     if not (found.targets_why_not and found.seeds_why_not):
         figure.colorbar(image, ax=figure.axes, label="tau (95% interval in the cells)")
     figure.suptitle(f"{title}: rank agreement of configurations")
@@ -294,7 +296,7 @@ def _plot(found: Robustness, path: Path, title: str) -> Path:
     return path
 
 
-def _draw_matrix(axes: object, pairs: pd.DataFrame) -> object:
+def _draw_matrix(axes: object, pairs: pd.DataFrame, prefix: str) -> object:
     import numpy as np
 
     names = list(dict.fromkeys([*pairs["a"], *pairs["b"]]))
@@ -308,9 +310,11 @@ def _draw_matrix(axes: object, pairs: pd.DataFrame) -> object:
             if math.isnan(row["tau"])
             else f"{row['tau']:+.2f}\n[{row['tau_low']:+.2f}, {row['tau_high']:+.2f}]"
         )
+        colour = "white" if abs(row["tau"]) >= 0.5 else "black"  # legible on a dark cell
         for r, c in ((i, j), (j, i)):
-            axes.text(c, r, text, ha="center", va="center", fontsize=7)
+            axes.text(c, r, text, ha="center", va="center", fontsize=7, color=colour)
     image = axes.imshow(grid, cmap="RdBu", vmin=-1.0, vmax=1.0)
-    axes.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize="small")
-    axes.set_yticks(range(len(names)), names, fontsize="small")
+    labels = [f"{prefix}{name}" for name in names]
+    axes.set_xticks(range(len(names)), labels, rotation=45, ha="right", fontsize="small")
+    axes.set_yticks(range(len(names)), labels, fontsize="small")
     return image

@@ -119,6 +119,12 @@ def test_too_few_configurations_with_both_seeds_are_not_measured() -> None:
     assert text.count("Not measured: at most 4 configurations completed under both of a pair") == 2
 
 
+def test_a_contributions_fit_that_is_refused_leaves_the_tasks_unclassified_and_says_why() -> None:
+    trials = search(planted).head(8)  # the baseline and task a alone: b, c, d never trained
+    text = "\n".join(robustness_section(measured(trials)))
+    assert "Not classified: no effect on t1 was estimated: b, c, d are in every usable" in text
+
+
 def test_only_completed_trials_count_and_configurations_average_their_seeds() -> None:
     trials = search(planted)
     trials.loc[trials["n_tasks"] == 1, "status"] = "early_stopped"

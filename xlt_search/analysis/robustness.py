@@ -72,14 +72,8 @@ def measure(
     targets = sorted(c for c in trials.columns if isinstance(c, str) and c.startswith("score."))
     if nothing_learned:
         why = "nothing was learned (above), so there are no ranks to compare"
-        return Robustness(
-            _empty(AGREEMENT_COLUMNS),
-            _empty(AGREEMENT_COLUMNS),
-            _empty(TASK_COLUMNS),
-            why,
-            why,
-            why,
-        )
+        empty = (_empty(AGREEMENT_COLUMNS), _empty(AGREEMENT_COLUMNS), _empty(TASK_COLUMNS))
+        return Robustness(*empty, why, why, why)
     by_target, targets_why_not = target_agreement(trials, targets, samples, seed)
     by_seed, seeds_why_not = seed_agreement(trials, samples, seed)
     tasks, tasks_why_not = task_targets(read, pool, targets, with_baseline, samples, seed)
@@ -99,7 +93,7 @@ def target_agreement(
     done = _completed(trials)
     scores = done[list(targets)].astype(float).groupby(configuration_keys(done)).mean()
     scores.columns = [c.removeprefix("score.") for c in scores.columns]
-    table = _pairwise(scores.dropna(), samples, seed, with_mean=False)
+    table = _pairwise(scores, samples, seed, with_mean=False)
     return table, _too_few(table)
 
 
@@ -145,11 +139,11 @@ def task_targets(
         found = task_contributions(
             read, pool, metric=target, with_baseline=with_baseline, samples=samples, seed=seed
         )
+        name = target.removeprefix("score.")
         if found.attrs["refused"]:
-            return _empty(
-                TASK_COLUMNS
-            ), f"no effect on {target} was estimated: {found.attrs['refused']}"
-        tables.append(found.assign(target=target.removeprefix("score.")))
+            why = f"no effect on {name} was estimated: {found.attrs['refused']}"
+            return _empty(TASK_COLUMNS), why
+        tables.append(found.assign(target=name))
     table = pd.concat(tables, ignore_index=True)
     classes = {
         task: classify(rows["effect_low"].tolist(), rows["effect_high"].tolist())

@@ -286,14 +286,16 @@ def _task_lines(table: pd.DataFrame, why_not: str | None) -> list[str]:
             for r in rows.to_dict("records")
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {rows['class'].iloc[0]} |")
+    tasks = table.drop_duplicates("task")
     said = [
-        f"{_CLASS_WORDS.get(kind, kind)}: {', '.join(tasks)}."
-        for kind, tasks in table.drop_duplicates("task").groupby("class", sort=False)["task"]
+        f"{words}: {', '.join(tasks.loc[tasks['class'] == kind, 'task'])}."
+        for kind, words in _CLASS_WORDS.items()
+        if (tasks["class"] == kind).any()
     ]
     return [*lines, "", " ".join(said)]
 
 
-_CLASS_WORDS = {
+_CLASS_WORDS = {  # in the order the summary names them
     "every": "Help every target",
     "some": "Help some targets",
     "mixed": "Help some targets and hurt others",

@@ -68,6 +68,21 @@ def test_curves_have_intervals_per_target_and_family_and_a_baseline(
     assert (folder / "gains_heatmap.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_report_measures_agreement_across_the_two_targets_and_says_one_seed_cannot(
+    quickstart_search: FinishedSearch,
+) -> None:
+    folder = report_folder(quickstart_search)
+    (pair,) = pd.read_csv(folder / "target_agreement.csv").to_dict("records")
+    assert {pair["target_a"], pair["target_b"]} == {"syn_nli", "syn_copa"}
+    assert pair["tau_low"] <= pair["tau"] <= pair["tau_high"]
+    assert pair["configurations"] >= 10  # the completed configurations, the baseline among them
+    summary = (folder / "summary.md").read_text()
+    assert "Not measured: every configuration ran with one seed" in summary
+    tasks = pd.read_csv(folder / "task_targets.csv")
+    assert len(tasks) == 9 * 2 and tasks["class"].notna().all()
+    assert (folder / "rank_agreement.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_the_notebook_runs_headless_against_the_search(quickstart_search: FinishedSearch) -> None:
     import nbclient
     import nbformat

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from search_specs import search_spec
@@ -25,15 +26,22 @@ def spec():
     )
 
 
-def log(uri: str, spec, trials: list[tuple[tuple[str, ...], str, float, float]]) -> SearchLogger:
-    """A search of `trials` (subset, status, English score, loss), each reported once, finally."""
+def log(
+    uri: str,
+    spec,
+    trials: list[tuple[tuple[str, ...], str, float, float]],
+    seeds_and_scores: list[tuple[int, dict[str, float]]] | None = None,
+) -> SearchLogger:
+    """A search of `trials` (subset, status, English score, loss), each reported once, finally;
+    `seeds_and_scores`: each trial's seed and metrics beyond those (seed 0, none by default)."""
     logger = SearchLogger(uri)
     logger.start(
         spec.experiment, "search", yaml.safe_dump({"name": spec.name}), {TAG: to_tag(LEVELS)}
     )
     for i, (chosen, status, english, loss) in enumerate(trials):
         trial_id = f"t{i}"
-        params = {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), "seed": 0}
+        seed, more = seeds_and_scores[i] if seeds_and_scores else (0, {})
+        params = {"tasks": subsets.subset_key(chosen), "n_tasks": len(chosen), "seed": seed}
         logger.trial_started(
             trial_id, f"k{len(chosen)}", {**params, **subsets.use_flags(chosen, spec.pool)}
         )
@@ -46,6 +54,7 @@ def log(uri: str, spec, trials: list[tuple[tuple[str, ...], str, float, float]])
             "loss": loss,
             "budget_steps": 100,
             "final": final,
+            **more,
         }
         logger.trial_result(trial_id, metrics, step=100)
         if status != "running":
@@ -94,3 +103,40 @@ def test_a_search_at_chance_says_so_and_ranks_nothing(spec, tmp_path: Path) -> N
     parent = mlflow.MlflowClient(uri).get_run(logger.parent_run_id)
     assert parent.data.tags["mlflow.note.content"].startswith("nothing was learned")
     assert "xlt.best" in parent.data.tags  # the best of chance-level trials is still named
+
+
+def test_a_search_of_two_targets_and_two_seeds_reports_their_agreement(tmp_path: Path) -> None:
+    spec = parse_spec(
+        search_spec(
+            "robust",
+            pool_size=4,
+            seeds=2,
+            targets=[
+                {"task": "syn_nli", "languages": ["en", "xf1"]},
+                {"task": "syn_copa", "languages": ["en", "xf1"]},
+            ],
+        )
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pool = spec.pool
+    chosen = [(), *((t,) for t in pool), *((pool[i], pool[(i + 1) % 4]) for i in range(4))]
+    rng = np.random.default_rng(0)
+    rows, more = [], []
+    for seed in (0, 1):
+        for subset in chosen:
+            # the first pool task helps both targets, the others do nothing
+            nli, copa = 0.5 + 0.1 * (pool[0] in subset) + rng.normal(0.0, 0.01, 2)
+            rows.append((subset, "completed", (nli + copa) / 2, 0.5))
+            more.append((seed, {"score.syn_nli": nli, "score.syn_copa": copa}))
+    logger = log(uri, spec, rows, more)
+    report = write_report(
+        spec, uri, logger.parent_run_id, tmp_path / "report", progress=lambda _: None
+    )
+    names = {path.name for path in report.files}
+    assert {"target_agreement.csv", "seed_agreement.csv", "task_targets.csv"} <= names
+    assert "rank_agreement.png" in names
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert "The configurations rank alike across targets: every interval is above 0." in text
+    assert "The configurations rank alike across seeds: every interval is above 0." in text
+    # a null task passes one target's 95% interval by chance, never both at once here
+    assert f"Help every target: {pool[0]}." in text

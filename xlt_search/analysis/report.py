@@ -1,5 +1,6 @@
-"""A search's report: scaling curves with intervals, seed variance, task contributions and the
-task x target x language gains, as CSV, PNG and a Markdown summary in one folder.
+"""A search's report: scaling curves with intervals, seed variance, task contributions, the
+task x target x language gains and the answer's robustness across targets and seeds, as CSV, PNG
+and a Markdown summary in one folder.
 
 Read from MLflow (`tracking.load_trials`); the caller logs the files on the search's parent run.
 """
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search import tracking
-from xlt_search.analysis import chance, curves, mixed, summary
+from xlt_search.analysis import chance, curves, mixed, robustness, summary
 from xlt_search.analysis import contributions as contrib
 from xlt_search.analysis.best import BestConfiguration, best_configuration, parent_marks
 from xlt_search.analysis.chance import LearningCheck
+from xlt_search.analysis.robustness import Robustness
 from xlt_search.analysis.summary import GAINS_NAME, GAINS_PNG, SEED_VARIANCE_NAME
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ class Report:
     read_at: int | None  # the budget_steps contributions were read at; None: final scores
     learning: LearningCheck | None  # None: the search logged no chance levels
     best: BestConfiguration | None  # None: no trial completed
+    robustness: Robustness  # agreement across targets and seeds, the tasks that help every target
 
     def average_table(self) -> str:
         """The average score's scaling curve as aligned text, as a search prints it at its end."""
@@ -79,7 +82,8 @@ def write_report(
 ) -> Report:
     """Load the search `parent_run_id` (run from `spec`) from MLflow and write its report into
     `out_dir`: scaling_curve.csv/.png, seed_variance.csv, contributions.csv/.png, gains.csv,
-    gains_heatmap.png, the mixed-language matrices when a target has mixed languages
+    gains_heatmap.png, target_agreement.csv, seed_agreement.csv, task_targets.csv,
+    rank_agreement.png, the mixed-language matrices when a target has mixed languages
     (`analysis.mixed`), and summary.md.
 
     Curves use completed trials. Contributions and gains use the trials that count (completed
@@ -142,10 +146,23 @@ def write_report(
     gains.to_csv(files[-1], index=False)
     files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
 
+    progress("report: rank agreement across targets and seeds (Kendall's tau, bootstrapped)")
+    robust = robustness.measure(
+        trials,
+        at_rung,
+        spec.pool,
+        with_baseline=final,
+        nothing_learned=learning is not None and learning.nothing_learned,
+        seed=spec.seed,
+    )
+    files.extend(robustness.write(robust, out_dir, spec.name))
+
     found = best_configuration(trials)
     mixed_files, mixed_section = mixed.write_mixed(spec, trials, found, tags, out_dir)
     files += mixed_files
-    report = Report(out_dir, (), trials, table, contributions, gains, read_at, learning, found)
+    report = Report(
+        out_dir, (), trials, table, contributions, gains, read_at, learning, found, robust
+    )
     files.append(out_dir / SUMMARY_NAME)
     text = summary.markdown(spec, parent_run_id, report, variance)
     files[-1].write_text("\n".join([text.rstrip("\n"), *mixed_section]) + "\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from xlt_search.analysis import chance, curves
+from xlt_search.analysis import chance, curves, robustness
 from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, INTERRUPTED, RUNNING
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xlt_search.analysis.best import BestConfiguration
     from xlt_search.analysis.chance import LearningCheck
     from xlt_search.analysis.report import Report
+    from xlt_search.analysis.robustness import Robustness
     from xlt_search.spec import SearchSpec
 
 SEED_VARIANCE_NAME = "seed_variance.csv"
@@ -95,6 +96,8 @@ def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
         "",
         f"Each task's effect on every target language's score, in `{GAINS_NAME}` and "
         f"`{GAINS_PNG}` (the same regression, one language at a time).",
+        "",
+        *robustness_section(report.robustness),
         "",
     ]
     return "\n".join(lines)
@@ -202,4 +205,103 @@ def _contributions_section(report: Report) -> list[str]:
     return lines
 
 
+def robustness_section(found: Robustness) -> list[str]:
+    """The section on agreement across targets and seeds and on the tasks that help every
+    target; in words, not numbers, where the trials cannot tell."""
+    return [
+        "## Robustness across targets and seeds",
+        "",
+        "Kendall's tau-b between the configurations' scores (a configuration is a subset with "
+        "its hyperparameters, its score the mean over its completed seeds): +1 ranks them alike, "
+        "0 is no relation, -1 reverses them. 95% percentile intervals of a bootstrap over "
+        f"configurations ({robustness.BOOTSTRAP_SAMPLES:,} draws); completed trials only "
+        f"(docs/reading.md). Figure: `{robustness.AGREEMENT_PNG}`.",
+        "",
+        "### Rank agreement across targets",
+        "",
+        *_agreement_lines(found.targets, found.targets_why_not, "targets"),
+        "",
+        "### Rank agreement across seeds",
+        "",
+        *_agreement_lines(found.seeds, found.seeds_why_not, "seeds"),
+        "",
+        "### Which tasks help every target",
+        "",
+        *_task_lines(found.tasks, found.tasks_why_not),
+    ]
+
+
+def _agreement_lines(table: pd.DataFrame, why_not: str | None, kind: str) -> list[str]:
+    if why_not:
+        return [f"Not measured: {why_not}."]
+    metric, name = (
+        ("score.<target>", robustness.TARGET_AGREEMENT_NAME)
+        if kind == "targets"
+        else ("score", robustness.SEED_AGREEMENT_NAME)
+    )
+    lines = [
+        f"Tau of `{metric}` between every pair of {kind} (`{name}`).",
+        "",
+        f"| {kind} | configurations | tau [95%] | agreement |",
+        "|---|---|---|---|",
+    ]
+    for row in table.to_dict("records"):
+        pair = "mean over pairs" if row["a"] == "mean" else f"{row['a']}, {row['b']}"
+        tau = _interval(row["tau"], row["tau_low"], row["tau_high"])
+        lines.append(f"| {pair} | {row['configurations']} | {tau} | {row['agreement']} |")
+    pairs = table[table["a"] != "mean"]
+    agree = int((pairs["agreement"] == "agree").sum())
+    if agree == len(pairs):
+        verdict = f"The configurations rank alike across {kind}: every interval is above 0."
+    elif agree == 0:
+        verdict = (
+            f"No agreement can be claimed across {kind}: no interval is above 0, so a "
+            "configuration's rank under one says nothing of its rank under another."
+        )
+    else:
+        verdict = (
+            f"Agreement can be claimed for {agree} of {len(pairs)} pairs of {kind} only "
+            "(interval above 0); the other pairs' ranks may be unrelated."
+        )
+    return [*lines, "", verdict]
+
+
+def _task_lines(table: pd.DataFrame, why_not: str | None) -> list[str]:
+    if why_not:
+        return [f"Not classified: {why_not}."]
+    targets = list(dict.fromkeys(table["target"]))
+    lines = [
+        "Each task's effect on each target (the contributions' regression on `score.<target>`, "
+        f"95% bootstrap interval; `{robustness.TASK_TARGETS_NAME}`). *every*: the interval is "
+        "above 0 on every target; *some*: above 0 on some, below on none; *none*: no evidence "
+        f"either way. Each interval is 95% on its own: with {len(targets)} targets, a task that "
+        f"does nothing is called *some* up to {1 - 0.95 ** len(targets):.0%} of the time.",
+        "",
+        "| task | " + " | ".join(f"{t} effect [95%]" for t in targets) + " | helps |",
+        "|---|" + "---|" * len(targets) + "---|",
+    ]
+    for task, rows in table.groupby("task", sort=False):
+        cells = [
+            _interval(r["effect"], r["effect_low"], r["effect_high"])
+            for r in rows.to_dict("records")
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {rows['class'].iloc[0]} |")
+    tasks = table.drop_duplicates("task")
+    said = [
+        f"{words}: {', '.join(tasks.loc[tasks['class'] == kind, 'task'])}."
+        for kind, words in _CLASS_WORDS.items()
+        if (tasks["class"] == kind).any()
+    ]
+    return [*lines, "", " ".join(said)]
+
+
+_CLASS_WORDS = {  # in the order the summary names them
+    "every": "Help every target",
+    "some": "Help some targets",
+    "mixed": "Help some targets and hurt others",
+    "hurts some": "Hurt some targets",
+    "hurts every": "Hurt every target",
+    "none": "No evidence either way",
+    "cannot tell": "Cannot tell (no interval)",
+}
 _STATUSES = (COMPLETED, EARLY_STOPPED, ERRORED, INTERRUPTED, RUNNING)

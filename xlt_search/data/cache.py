@@ -23,6 +23,7 @@ import numpy as np
 
 from xlt_search import preflight
 from xlt_search.data import coverage
+from xlt_search.data.controls import controlled
 from xlt_search.data.errors import DataUnavailable
 from xlt_search.data.layouts import files_id
 from xlt_search.data.loading import load_task_split
@@ -42,15 +43,18 @@ FORMAT_VERSION = 4
 
 @dataclass(frozen=True)
 class SplitRequest:
-    """One split a search needs: a task's `split` (train, validation, test) in one language."""
+    """One split a search needs: a task's `split` (train, validation, test) in one language;
+    with `control`, that split as the control trains on it (`data.controls`)."""
 
     task: str
     split: str
     language: str
+    control: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.split}/{self.language}"
+        plain = f"{self.task}/{self.split}/{self.language}"
+        return f"{plain}/{self.control}" if self.control else plain
 
 
 @dataclass(frozen=True)
@@ -69,18 +73,20 @@ class PreparedData:
     max_seq_length: int
     pooling: str = "first"  # what the model's classification heads pool (`encoders.pooling`)
 
-    def path(self, task: str, split: str, language: str) -> Path:
-        """The directory of one prepared split."""
-        key = SplitRequest(task, split, language).key
+    def path(self, task: str, split: str, language: str, control: str = "") -> Path:
+        """The directory of one prepared split (as `control` trains on it, if given)."""
+        key = SplitRequest(task, split, language, control).key
         if key not in self.splits:
             raise KeyError(
                 f"split {key} was not prepared for this search; prepared: {', '.join(self.splits)}"
             )
         return Path(self.splits[key])
 
-    def load(self, task: str, split: str, language: str) -> datasets.Dataset:
-        """One prepared split, memory-mapped and torch-formatted."""
-        return datasets.load_from_disk(str(self.path(task, split, language))).with_format("torch")
+    def load(self, task: str, split: str, language: str, control: str = "") -> datasets.Dataset:
+        """One prepared split (as `control` trains on it, if given), memory-mapped and
+        torch-formatted."""
+        folder = self.path(task, split, language, control)
+        return datasets.load_from_disk(str(folder)).with_format("torch")
 
     def task(self, key: str) -> Task:
         """The declaration of task `key`, as the data was prepared with it."""
@@ -115,7 +121,8 @@ def prepare_data(
     folder or hub id): its config says whether pairs keep their segment ids and how long a
     sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`). Each
     split's labels are checked against its task's (`preflight.check_labels`), and how well the
-    tokenizer reads it is measured and saved in its folder (`coverage`).
+    tokenizer reads it is measured and saved in its folder (`coverage`). A request with a
+    `control` is its split made as the control trains on it (`data.controls`, from `seed`).
     """
     from transformers import AutoTokenizer
 
@@ -162,8 +169,13 @@ def prepare_data(
             request.split,
             request.language,
             _source_id(task, request.split, request.language, mirror),
+            *((request.control, seed) if request.control else ()),
         )
-        target = cache_dir / f"{request.task}.{request.split}.{request.language}-{fingerprint[:16]}"
+        control = f".{request.control}" if request.control else ""
+        target = (
+            cache_dir
+            / f"{request.task}.{request.split}.{request.language}{control}-{fingerprint[:16]}"
+        )
         if not (target / "dataset_info.json").exists():
             started = time.perf_counter()
             dataset = load_task_split(task, request.split, request.language, mirror=mirror)
@@ -171,6 +183,8 @@ def prepare_data(
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
+            if request.control:  # the rows the real split keeps, then shuffled from the seed
+                dataset = controlled(task, dataset, request.control, seed)
             tokenized = tokenize(task, dataset, tok, max_seq_length, segments=traits.segments)
             measured = coverage.measure(task, dataset, tokenized, tok, max_seq_length)
             _save_atomically(tokenized, target, partial(coverage.save, coverage=measured))

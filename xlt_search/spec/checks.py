@@ -12,6 +12,7 @@ import re
 
 from xlt_search.errors import SpecError, did_you_mean
 from xlt_search.names import TASK_SAMPLERS
+from xlt_search.spec.control_checks import check_controls
 from xlt_search.spec.schema import SearchSpec
 from xlt_search.tasks import Task, get_language, get_task
 from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS
@@ -48,6 +49,7 @@ def check_spec(spec: SearchSpec) -> None:
     check_targets(spec)
     check_data(spec)
     check_subsets(spec)
+    check_controls(spec)
     check_budget(spec)
     check_resources(spec)
     check_hyperparameters(spec)

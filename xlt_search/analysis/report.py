@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search import tracking
-from xlt_search.analysis import chance, curves, summary
+from xlt_search.analysis import chance, controls, curves, labels, summary
 from xlt_search.analysis import contributions as contrib
 from xlt_search.analysis.best import BestConfiguration, best_configuration, parent_marks
 from xlt_search.analysis.chance import LearningCheck
@@ -42,6 +42,8 @@ class Report:
     read_at: int | None  # the budget_steps contributions were read at; None: final scores
     learning: LearningCheck | None  # None: the search logged no chance levels
     best: BestConfiguration | None  # None: no trial completed
+    controls: pd.DataFrame  # each control against the baseline (`analysis.controls`)
+    labels: pd.DataFrame  # accuracy per label (`analysis.labels`)
 
     def average_table(self) -> str:
         """The average score's scaling curve as aligned text, as a search prints it at its end."""
@@ -64,6 +66,8 @@ class Report:
             lines.append(self.best.line())
         else:
             lines.append("best configuration: none (no trial completed)")
+        lines += controls.lines(self.controls)
+        lines += labels.one_class_lines(self.labels)
         refused = self.contributions.attrs.get("refused")
         if refused and not (self.learning is not None and self.learning.nothing_learned):
             lines.append(f"task contributions not estimated: {refused}")
@@ -79,7 +83,8 @@ def write_report(
 ) -> Report:
     """Load the search `parent_run_id` (run from `spec`) from MLflow and write its report into
     `out_dir`: scaling_curve.csv/.png, seed_variance.csv, contributions.csv/.png, gains.csv,
-    gains_heatmap.png and summary.md.
+    gains_heatmap.png, controls.csv (each control against the baseline), labels.csv (accuracy
+    per label) and summary.md.
 
     Curves use completed trials. Contributions and gains use the trials that count (completed
     or early-stopped), read at the last budget_steps all of them reached: the final scores when
@@ -141,7 +146,25 @@ def write_report(
     files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
 
     found = best_configuration(trials)
-    report = Report(out_dir, (), trials, table, contributions, gains, read_at, learning, found)
+    scores = [m for m in curves.curve_metrics(trials) if not m.startswith("family.")]
+    compared = controls.control_table(trials, scores)
+    per_label = labels.label_table(trials, found)
+    for name, frame in ((controls.CSV_NAME, compared), (labels.CSV_NAME, per_label)):
+        files.append(out_dir / name)
+        frame.to_csv(files[-1], index=False)
+    report = Report(
+        out_dir,
+        (),
+        trials,
+        table,
+        contributions,
+        gains,
+        read_at,
+        learning,
+        found,
+        compared,
+        per_label,
+    )
     files.append(out_dir / SUMMARY_NAME)
     files[-1].write_text(summary.markdown(spec, parent_run_id, report, variance))
     progress(f"report: wrote {len(files)} files to {out_dir}")

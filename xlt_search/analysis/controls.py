@@ -57,7 +57,7 @@ def control_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     controls = done[is_control(done)]
     baseline = done[~is_control(done) & (done["n_tasks"] == 0)]
     rows = []
-    for control, runs in controls.groupby(CONTROL_PARAM, sort=True):
+    for control, runs in controls.groupby(CONTROL_PARAM, sort=True) if len(controls) else ():
         for metric in metrics:
             ours = baseline.set_index("seed")[metric].astype(float).dropna()
             theirs = runs.set_index("seed")[metric].astype(float).dropna()

@@ -36,7 +36,7 @@ def label_table(trials: pd.DataFrame, best: BestConfiguration | None) -> pd.Data
         models[f"best ({best.subset})"] = done[done["run_id"].isin(best.run_ids)]
     models["baseline"] = done[~is_control(done) & (done["n_tasks"] == 0)]
     controls = done[is_control(done)]
-    for control, runs in controls.groupby(CONTROL_PARAM, sort=True):
+    for control, runs in controls.groupby(CONTROL_PARAM, sort=True) if len(controls) else ():
         models[f"control {control}"] = runs
     rows = []
     for model, runs in models.items():

@@ -239,6 +239,33 @@ BAD_VALUES: dict[str, tuple[Edit, str, tuple[str, ...]]] = {
         "pool: 'phang2021' is not a named pool (did you mean 'phang2020'?)",
         (),
     ),
+    "a control misspelt": (
+        setting("subsets.controls", ["word_shufle"]),
+        "subsets.controls[0]: 'word_shufle' is not one of word_shuffle (did you mean "
+        "'word_shuffle'?)",
+        ("run --dry-run",),
+    ),
+    "a control twice": (
+        setting("subsets.controls", ["word_shuffle", "word_shuffle"]),
+        "subsets.controls: a control is listed twice; list each control once",
+        (),
+    ),
+    "a control without the baseline": (
+        lambda text: setting("subsets.controls", ["word_shuffle"])(
+            setting("subsets.baseline", False)(text)
+        ),
+        "subsets.controls: a control is read against the no-intermediate baseline, which this "
+        "search does not run; set subsets.baseline: true",
+        ("run",),
+    ),
+    "a word-shuffle control on a span target": (
+        lambda text: setting("subsets.controls", ["word_shuffle"])(
+            setting("targets", [{"task": "syn_nli"}, {"task": "xquad"}])(text)
+        ),
+        "subsets.controls: word_shuffle cannot shuffle the span target xquad's training data "
+        "(its answers' offsets would point elsewhere)",
+        (),
+    ),
     "500 million random trials": (
         setting("subsets", {"sampler": "random", "num_samples": 5 * 10**8}),
         "subsets.num_samples: 500000000 is past the cap of 10,000 trials",

@@ -1,5 +1,6 @@
-"""Evaluation metrics, all on a 0-1 scale: accuracy, macro F1, entity F1 (NER), SQuAD's exact
-match and token F1, retrieval accuracy, before and after an orthogonal map (alignment).
+"""Evaluation metrics, all on a 0-1 scale: accuracy (overall and per label), macro F1, entity F1
+(NER), SQuAD's exact match and token F1, retrieval accuracy, before and after an orthogonal map
+(alignment).
 
 A task's declared `metric` names one of `METRICS_BY_KIND[task.kind]`.
 """
@@ -30,6 +31,22 @@ def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
     if not labels:
         raise ValueError("accuracy of an empty evaluation set")
     return sum(int(p == y) for p, y in zip(predictions, labels, strict=True)) / len(labels)
+
+
+def label_accuracy(
+    predictions: Sequence[int], labels: Sequence[int], names: Sequence[str] = ()
+) -> dict[str, float]:
+    """The accuracy on the rows of each gold label (that label's recall), by the label's name
+    (`names[label]`, else the label's index); labels no row has are left out."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    hits: dict[int, list[int]] = collections.defaultdict(list)
+    for predicted, gold in zip(predictions, labels, strict=True):
+        hits[gold].append(int(predicted == gold))
+    return {
+        names[gold] if gold < len(names) else str(gold): sum(row) / len(row)
+        for gold, row in sorted(hits.items())
+    }
 
 
 def macro_f1(predictions: Sequence[int], labels: Sequence[int]) -> float:

@@ -53,6 +53,16 @@ def mixed_metric(target: str, cell: str) -> str:
     return f"{MIXED}.{target}.{cell}"
 
 
+# The controls of a transfer score (`subsets.controls`): a no-intermediate trial trained on target
+# data made uninformative in one known way. WORD_SHUFFLE: every text field's words shuffled.
+WORD_SHUFFLE = "word_shuffle"
+CONTROLS: tuple[str, ...] = (WORD_SHUFFLE,)
+# The task kinds whose training data a word shuffle keeps labelled (a span's answer offsets not).
+SHUFFLED_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging")
+CONTROL_PARAM = "control"  # the Tune config key and MLflow param of a control trial ("" if none)
+# A trial's per-label accuracy: `label.<target>.<lang>.<label>`.
+LABEL_PREFIX = "label."
+
 # How the intermediate phase picks the task of its next batch (trial/task_sampler.py): the
 # spec's `task_sampler` values.
 TASK_SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "uniform")

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from xlt_search.analysis.controls import candidates
 from xlt_search.analysis.curves import configuration_keys
 from xlt_search.names import COMPLETED
 
@@ -62,6 +63,7 @@ def best_configuration(trials: pd.DataFrame) -> BestConfiguration | None:
 
     from xlt_search.spec import HYPERPARAMETERS
 
+    trials = candidates(trials)  # a control is a reference, never the best
     done = trials[(trials["status"] == COMPLETED) & trials["score"].notna()]
     if done.empty:
         return None

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from xlt_search.analysis.controls import candidates
 from xlt_search.names import COMPLETED, EARLY_STOPPED
 
 if TYPE_CHECKING:
@@ -206,6 +207,7 @@ def check_learning(
     the cause: the completed trials' median final `loss` (the target fine-tunes') against the mean
     of ln(classes) over targets.
     """
+    trials = candidates(trials)  # a control's score says nothing of what the search learned
     counted = trials[trials["status"].isin((COMPLETED, EARLY_STOPPED))]
     checks = []
     for target, by_lang in levels.items():

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
+from xlt_search.analysis.controls import candidates
 from xlt_search.analysis.curves import percentile_interval
 from xlt_search.names import COMPLETED, EARLY_STOPPED
 from xlt_search.subsets import flag_name
@@ -138,8 +139,9 @@ MIN_RESIDUAL_DOF = 3  # and this many trials beyond the unknowns of the fit
 
 def counted_rows(trials: pd.DataFrame, with_baseline: bool) -> pd.DataFrame:
     """The trials the fits use: those that ran to their end or to an ASHA cut (never a running,
-    interrupted or failed trial, whose last score is a probe's), the baseline only
-    `with_baseline`."""
+    interrupted or failed trial, whose last score is a probe's, nor a control), the baseline
+    only `with_baseline`."""
+    trials = candidates(trials)  # never a control
     kept = trials["status"].isin((COMPLETED, EARLY_STOPPED))
     return trials[kept if with_baseline else kept & (trials["n_tasks"] > 0)]
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xlt_search.analysis.controls import candidates
 from xlt_search.names import COMPLETED, EARLY_STOPPED
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def scaling_curve(
     missing = [c for c in ("tasks", "n_tasks", "status", metric) if c not in trials.columns]
     if missing:
         raise ValueError(f"the trials table lacks the column(s) {', '.join(missing)}")
+    trials = candidates(trials)  # a control is no point of the curve, not even its baseline
     n_tasks = trials["n_tasks"].astype(int)
     wanted = sorted(set(sizes)) if sizes is not None else sorted(set(n_tasks) - {0})
     if (n_tasks == 0).any():
@@ -145,6 +147,7 @@ def seed_variance(trials: pd.DataFrame, metric: str = "score") -> pd.DataFrame:
     import pandas as pd
 
     columns = ["configuration", "tasks", "n_tasks", "seeds", "mean", "std"]
+    trials = candidates(trials)
     done = trials[(trials["status"] == COMPLETED) & trials[metric].notna()]
     if done.empty:
         return pd.DataFrame(columns=columns)

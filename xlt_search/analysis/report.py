@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search import tracking
-from xlt_search.analysis import chance, curves, mixed, robustness, summary
+from xlt_search.analysis import chance, controls, curves, labels, mixed, robustness, summary
 from xlt_search.analysis import contributions as contrib
 from xlt_search.analysis.best import BestConfiguration, best_configuration, parent_marks
 from xlt_search.analysis.chance import LearningCheck
@@ -45,6 +45,8 @@ class Report:
     learning: LearningCheck | None  # None: the search logged no chance levels
     best: BestConfiguration | None  # None: no trial completed
     robustness: Robustness  # agreement across targets and seeds, the tasks that help every target
+    controls: pd.DataFrame  # each control against the baseline (`analysis.controls`)
+    labels: pd.DataFrame  # accuracy per label (`analysis.labels`)
 
     def average_table(self) -> str:
         """The average score's scaling curve as aligned text, as a search prints it at its end."""
@@ -67,6 +69,8 @@ class Report:
             lines.append(self.best.line())
         else:
             lines.append("best configuration: none (no trial completed)")
+        lines += controls.lines(self.controls)
+        lines += labels.one_class_lines(self.labels)
         refused = self.contributions.attrs.get("refused")
         if refused and not (self.learning is not None and self.learning.nothing_learned):
             lines.append(f"task contributions not estimated: {refused}")
@@ -83,8 +87,9 @@ def write_report(
     """Load the search `parent_run_id` (run from `spec`) from MLflow and write its report into
     `out_dir`: scaling_curve.csv/.png, seed_variance.csv, contributions.csv/.png, gains.csv,
     gains_heatmap.png, target_agreement.csv, seed_agreement.csv, task_targets.csv,
-    rank_agreement.png, the mixed-language matrices when a target has mixed languages
-    (`analysis.mixed`), and summary.md.
+    rank_agreement.png, controls.csv (each control against the baseline), labels.csv (accuracy
+    per label), the mixed-language matrices when a target has mixed languages (`analysis.mixed`),
+    and summary.md.
 
     Curves use completed trials. Contributions and gains use the trials that count (completed
     or early-stopped), read at the last budget_steps all of them reached: the final scores when
@@ -147,9 +152,9 @@ def write_report(
     files.append(_plot_gains(gains, contributions["task"].tolist(), out_dir / GAINS_PNG, spec.name))
 
     progress("report: rank agreement across targets and seeds (Kendall's tau, bootstrapped)")
-    robust = robustness.measure(
-        trials,
-        at_rung,
+    robust = robustness.measure(  # the candidates: a control is no configuration
+        controls.candidates(trials),
+        controls.candidates(at_rung),
         spec.pool,
         with_baseline=final,
         nothing_learned=learning is not None and learning.nothing_learned,
@@ -158,10 +163,29 @@ def write_report(
     files.extend(robustness.write(robust, out_dir, spec.name))
 
     found = best_configuration(trials)
-    mixed_files, mixed_section = mixed.write_mixed(spec, trials, found, tags, out_dir)
+    mixed_files, mixed_section = mixed.write_mixed(
+        spec, controls.candidates(trials), found, tags, out_dir
+    )
     files += mixed_files
+    scores = [m for m in curves.curve_metrics(trials) if not m.startswith("family.")]
+    compared = controls.control_table(trials, scores)
+    per_label = labels.label_table(trials, found)
+    for name, frame in ((controls.CSV_NAME, compared), (labels.CSV_NAME, per_label)):
+        files.append(out_dir / name)
+        frame.to_csv(files[-1], index=False)
     report = Report(
-        out_dir, (), trials, table, contributions, gains, read_at, learning, found, robust
+        out_dir,
+        (),
+        trials,
+        table,
+        contributions,
+        gains,
+        read_at,
+        learning,
+        found,
+        robust,
+        compared,
+        per_label,
     )
     files.append(out_dir / SUMMARY_NAME)
     text = summary.markdown(spec, parent_run_id, report, variance)

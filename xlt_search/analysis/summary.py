@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from xlt_search.analysis import chance, curves, robustness
+from xlt_search.analysis import chance, controls, curves, labels, robustness
 from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, INTERRUPTED, RUNNING
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def markdown(spec: SearchSpec, parent_run_id: str, report: Report, variance: pd.
         "",
         *_learning_section(report.learning),
         *_best_section(report.best),
+        *controls.section(report.controls),
+        *labels.section(report.labels),
         "## Scaling curve (average zero-shot score)",
         "",
         "Completed trials only; mean with a 95% bootstrap interval (over configurations and "

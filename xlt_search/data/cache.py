@@ -24,6 +24,7 @@ import numpy as np
 
 from xlt_search import preflight
 from xlt_search.data import coverage, mixing
+from xlt_search.data.controls import controlled
 from xlt_search.data.errors import DataUnavailable
 from xlt_search.data.layouts import files_id
 from xlt_search.data.loading import load_task_split
@@ -46,7 +47,8 @@ class SplitRequest:
     """One split a search needs: a task's `split` (train, validation, test) in one language.
 
     A mixed-language cell (`data.mixing`) names its `second` language too, and the languages
-    its rows are `aligned` across (the target's mixed languages).
+    its rows are `aligned` across (the target's mixed languages). With `control`, the split as
+    the control trains on it (`data.controls`).
     """
 
     task: str
@@ -54,11 +56,13 @@ class SplitRequest:
     language: str
     second: str | None = None
     aligned: tuple[str, ...] = ()
+    control: str = ""
 
     @property
     def key(self) -> str:
         cell = "" if self.second is None else f"-{self.second}"
-        return f"{self.task}/{self.split}/{self.language}{cell}"
+        plain = f"{self.task}/{self.split}/{self.language}{cell}"
+        return f"{plain}/{self.control}" if self.control else plain
 
 
 @dataclass(frozen=True)
@@ -81,18 +85,20 @@ class PreparedData:
     # target task -> the counts of the alignment its mixed cells were made from
     alignments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def path(self, task: str, split: str, language: str) -> Path:
-        """The directory of one prepared split."""
-        key = SplitRequest(task, split, language).key
+    def path(self, task: str, split: str, language: str, control: str = "") -> Path:
+        """The directory of one prepared split (as `control` trains on it, if given)."""
+        key = SplitRequest(task, split, language, control).key
         if key not in self.splits:
             raise KeyError(
                 f"split {key} was not prepared for this search; prepared: {', '.join(self.splits)}"
             )
         return Path(self.splits[key])
 
-    def load(self, task: str, split: str, language: str) -> datasets.Dataset:
-        """One prepared split, memory-mapped and torch-formatted."""
-        return datasets.load_from_disk(str(self.path(task, split, language))).with_format("torch")
+    def load(self, task: str, split: str, language: str, control: str = "") -> datasets.Dataset:
+        """One prepared split (as `control` trains on it, if given), memory-mapped and
+        torch-formatted."""
+        folder = self.path(task, split, language, control)
+        return datasets.load_from_disk(str(folder)).with_format("torch")
 
     def load_mixed(self, task: str, first: str, second: str) -> datasets.Dataset:
         """One prepared mixed-language cell of a target's validation data, memory-mapped."""
@@ -134,7 +140,8 @@ def prepare_data(
     folder or hub id): its config says whether pairs keep their segment ids and how long a
     sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`). Each
     split's labels are checked against its task's (`preflight.check_labels`), and how well the
-    tokenizer reads it is measured and saved in its folder (`coverage`).
+    tokenizer reads it is measured and saved in its folder (`coverage`). A request with a
+    `control` is its split made as the control trains on it (`data.controls`, from `seed`).
     """
     from transformers import AutoTokenizer
 
@@ -173,8 +180,13 @@ def prepare_data(
             request.split,
             request.language,
             _source_id(task, request.split, request.language, mirror),
+            *((request.control, seed) if request.control else ()),
         )
-        target = cache_dir / f"{request.task}.{request.split}.{request.language}-{fingerprint[:16]}"
+        control = f".{request.control}" if request.control else ""
+        target = (
+            cache_dir
+            / f"{request.task}.{request.split}.{request.language}{control}-{fingerprint[:16]}"
+        )
         if not (target / "dataset_info.json").exists():
             started = time.perf_counter()
             dataset = load_task_split(task, request.split, request.language, mirror=mirror)
@@ -182,6 +194,8 @@ def prepare_data(
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
+            if request.control:  # the rows the real split keeps, then shuffled from the seed
+                dataset = controlled(task, dataset, request.control, seed)
             tokenized = tokenize(task, dataset, tok, max_seq_length, segments=traits.segments)
             measured = coverage.measure(task, dataset, tokenized, tok, max_seq_length)
             _save_atomically(tokenized, target, partial(coverage.save, coverage=measured))

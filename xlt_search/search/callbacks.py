@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from xlt_search import subsets
-from xlt_search.names import COMPLETED, EARLY_STOPPED, ERRORED, MIXED, RUN_STATUS, RUNNING
+from xlt_search.names import (
+    COMPLETED,
+    CONTROL_PARAM,
+    EARLY_STOPPED,
+    ERRORED,
+    MIXED,
+    RUN_STATUS,
+    RUNNING,
+)
 from xlt_search.search.plan import trial_budget_steps
 from xlt_search.search.progress import PENDING, STATUS_EVERY_S, SearchProgress, TrialProgress
 
@@ -81,6 +89,8 @@ class MLflowCallback(Callback):
         # A retried or resumed trial reopens its run rather than starting another.
         params = _trial_params(trial.config, self.pool)
         name = f"k{params['n_tasks']}-{params['tasks'] or 'baseline'}"
+        if params.get(CONTROL_PARAM):  # control-word-shuffle
+            name = f"control-{params[CONTROL_PARAM].replace('_', '-')}"
         if trial.config["seed"] != self.seed:
             name += f"-seed{trial.config['seed']}"
         self.logger.trial_started(trial.trial_id, name[:250], params)
@@ -112,12 +122,15 @@ class MLflowCallback(Callback):
 
 
 def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str, Any]:
-    """The MLflow params of a trial: its subset's params, its seed, its hyperparameters."""
+    """The MLflow params of a trial: its subset's params, its seed, its control if it is one,
+    its hyperparameters."""
     from xlt_search.spec import HYPERPARAMETERS
 
+    control = config.get(CONTROL_PARAM)
     return {
         **subsets.subset_params(subsets.parse_subset_key(config["tasks"]), pool),
         "seed": config["seed"],
+        **({CONTROL_PARAM: control} if control else {}),
         **{name: config[name] for name in HYPERPARAMETERS if name in config},
     }
 
@@ -125,7 +138,7 @@ def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str,
 def _is_metric(key: str) -> bool:
     """Ours, not Tune's bookkeeping (time_this_iter_s, training_iteration, ...)."""
     ours = ("score", "loss", "budget_steps", "final", "phase", "restored_from")
-    return key in ours or key.split(".")[0] in ("score", "lang", "family", MIXED)
+    return key in ours or key.split(".")[0] in ("score", "lang", "family", MIXED, "label")
 
 
 def _ended_status(trial: Any) -> TrialStatus:
@@ -176,7 +189,7 @@ class ProgressCallback(Callback):
         print(
             f"[{done:>{len(str(total))}}/{total}] {status:<13} score "
             f"{shown} at budget_steps {result.get('budget_steps', 0):<5} | "
-            f"k={_size(trial)} {trial.config.get('tasks') or 'baseline'}",
+            f"k={_size(trial)} {_subset(trial)}",
             flush=True,
         )
         self._status(seen)
@@ -203,6 +216,12 @@ class ProgressCallback(Callback):
             size=size,
             subset=trial.config.get("tasks") or "",
         )
+
+
+def _subset(trial: Any) -> str:
+    """The trial's subset as its line shows it: the baseline, a control, or the subset's key."""
+    control = trial.config.get(CONTROL_PARAM)
+    return f"control {control}" if control else trial.config.get("tasks") or "baseline"
 
 
 def _size(trial: Any) -> int:

@@ -29,19 +29,26 @@ class SearchPlan:
     subsets: tuple[tuple[str, ...], ...] | None  # the baseline, if run, is the empty subset
 
     @property
+    def controls(self) -> tuple[str, ...]:
+        """The control trials' controls: each an empty subset trained as the control says."""
+        return self.spec.subsets.controls
+
+    @property
     def num_trials(self) -> int:
-        """Trials in all: every subset (or optuna pick) once per training seed and grid point."""
+        """Trials in all: every subset (or optuna pick) and every control once per training
+        seed and grid point."""
         configurations = (
             len(self.subsets) if self.subsets is not None else self.spec.subsets.num_samples
         )
-        return configurations * self.spec.seeds * self.spec.grid_points
+        return (configurations + len(self.controls)) * self.spec.seeds * self.spec.grid_points
 
     @property
     def budget_steps(self) -> int:
         """Every trial's whole budget together: what the search takes if no trial is cut."""
-        if self.subsets is None:  # optuna never picks the empty subset
+        if self.subsets is None:  # optuna never picks the empty subset, and runs no control
             return self.num_trials * self.spec.max_budget_steps
-        each = sum(trial_budget_steps(self.spec, len(s)) for s in self.subsets)
+        subsets = (*self.subsets, *[()] * len(self.controls))
+        each = sum(trial_budget_steps(self.spec, len(s)) for s in subsets)
         return each * self.spec.seeds * self.spec.grid_points
 
     @property
@@ -96,6 +103,7 @@ def describe_plan(plan: SearchPlan) -> str:
         f"subsets     {spec.subsets.sampler}: {plan.num_trials} trials, sizes "
         + ", ".join(map(str, spec.sizes))
         + (" and the no-intermediate baseline" if spec.runs_baseline else "")
+        + "".join(f", its {control} control" for control in plan.controls)
         + (f"; seeds {', '.join(map(str, spec.trial_seeds))} each" if spec.seeds > 1 else "")
         + (f"; each at {spec.grid_points} grid points" if spec.grid_points > 1 else ""),
     ]
@@ -164,7 +172,9 @@ def trial_config(
 ) -> TrialConfig:
     """The `TrialConfig` of one trial of the search: the spec's targets, budget, threads and
     precision, the resolved `model`, and from the trial's Tune `config` its subset (`tasks`), its
-    `seed` and the hyperparameters it sets (the pipeline's defaults for the others)."""
+    `seed`, its control if it is one, and the hyperparameters it sets (the pipeline's defaults
+    for the others)."""
+    from xlt_search.names import CONTROL_PARAM
     from xlt_search.spec import HYPERPARAMETERS
     from xlt_search.trial import TrialConfig
 
@@ -180,5 +190,6 @@ def trial_config(
         num_threads=max(1, int(spec.resources.cpu)),
         device=device,
         precision=spec.precision,
+        control=config.get(CONTROL_PARAM) or "",
         **{name: config[name] for name in HYPERPARAMETERS if name in config},
     )

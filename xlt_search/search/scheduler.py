@@ -6,8 +6,8 @@ probe worse than large ones, ASHA cuts all of them, and the curve has no complet
 Here each size has its own rungs (its own `_Bracket` of Tune's ASHA): a trial is compared only with
 the trials of its own size, and the first `survivors_per_size` trials of a size to reach a rung
 always continue (Tune's ASHA lets only the first through), so each size ends with at least that
-many completed configurations, its best ones among those that came later. The no-intermediate baseline is never stopped and enters no
-rung: it is the curve's reference line, not a candidate.
+many completed configurations, its best ones among those that came later. The no-intermediate baseline (and its controls, which train no subset
+either) is never stopped and enters no rung: it is the curve's reference line, not a candidate.
 
 This module imports Ray at the top: import it only where a search runs.
 """

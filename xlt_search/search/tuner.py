@@ -19,6 +19,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from xlt_search import subsets
+from xlt_search.names import CONTROL_PARAM
 from xlt_search.search.callbacks import MLflowCallback, ProgressCallback
 from xlt_search.search.paths import experiment_path
 from xlt_search.search.scheduler import SizeStratifiedASHA
@@ -55,10 +56,14 @@ def build_tuner(
         param_space = _grid_space(spec, plan.subsets)
         # Seeded, so a sampled hyperparameter takes the same values each time the spec runs (Tune's
         # default generator draws from the global numpy state). It keeps to the concurrency itself.
+        # Each control is a preset of the baseline's (empty) subset with its control set, which
+        # Tune runs first, once per seed, as one more sample beside the grid.
         search_alg = BasicVariantGenerator(
-            max_concurrent=spec.max_concurrent_trials, random_state=spec.seed
+            points_to_evaluate=[{"tasks": "", CONTROL_PARAM: c} for c in plan.controls],
+            max_concurrent=spec.max_concurrent_trials,
+            random_state=spec.seed,
         )
-        num_samples, max_concurrent = 1, None
+        num_samples, max_concurrent = 1 + len(plan.controls), None
     return tune.Tuner(
         trainable(spec, model, data),
         param_space=param_space,
@@ -118,6 +123,7 @@ def _grid_space(spec: SearchSpec, chosen: tuple[tuple[str, ...], ...]) -> dict[s
         "tasks": tune.grid_search(keys),
         "seed": tune.grid_search(seeds) if len(seeds) > 1 else seeds[0],
         **{name: _from_subset(name, spec.pool) for name in following},
+        **({CONTROL_PARAM: ""} if spec.subsets.controls else {}),  # a control trial's preset
         **{name: tune_domain(d) for name, d in spec.hyperparameters.items()},
     }
 

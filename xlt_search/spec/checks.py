@@ -10,6 +10,7 @@ import collections.abc
 import re
 
 from xlt_search.errors import SpecError, did_you_mean
+from xlt_search.spec.control_checks import check_controls
 from xlt_search.spec.schema import SearchSpec, TargetSpec
 from xlt_search.spec.training_checks import check_budget, check_hyperparameters, check_resources
 from xlt_search.tasks import Task, get_language, get_task
@@ -39,6 +40,7 @@ def check_spec(spec: SearchSpec) -> None:
     check_targets(spec)
     check_data(spec)
     check_subsets(spec)
+    check_controls(spec)
     check_budget(spec)
     check_resources(spec)
     check_hyperparameters(spec)

@@ -64,6 +64,9 @@ class SubsetSpec:
     # The reference trial with no intermediate task (plain target fine-tuning), the scaling
     # curve's baseline; None: run it, except with optuna (whose searcher picks every trial).
     baseline: bool | None = None
+    # Control trials (names.CONTROLS), each run once per training seed beside the baseline:
+    # `word_shuffle` is the baseline fine-tuned on word-shuffled target training data.
+    controls: tuple[Literal["word_shuffle"], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,17 @@ def copa(world: World, rng: random.Random, within: Collection[int] | None) -> Ex
     return {"premise": premise, "choices": choices, "label": label}
 
 
+def lead(world: World, rng: random.Random, within: Collection[int] | None) -> Example:
+    """Word order planted: the label is the pole of the sentence's first word. The sentence holds
+    as many words of one pole as of the other, so its bag of words says nothing of the label:
+    trained on its words shuffled (the word-shuffle control), a model can only guess."""
+    label, half = rng.randrange(2), rng.randint(2, 3)
+    first, *same = rng.sample(_concepts(world, within, pole=label), half)
+    rest = same + rng.sample(_concepts(world, within, pole=1 - label), half)
+    rng.shuffle(rest)
+    return {"sentence": [first, *rest], "label": label}
+
+
 # Helpful intermediate tasks: the targets' sub-skills (a word's pole, a word's topic).
 
 
@@ -206,7 +217,7 @@ def _by_stance(world: World, topic: int, side: int) -> Concepts:
     return [c for c in _concepts(world, topic=topic) if stance_of(world, c) == side]
 
 
-TARGET_GENERATORS: dict[str, TargetGenerator] = {"syn_nli": nli, "syn_copa": copa}
+TARGET_GENERATORS: dict[str, TargetGenerator] = {"syn_nli": nli, "syn_copa": copa, "syn_lead": lead}
 GENERATORS: dict[str, Generator] = {
     "syn_sentiment": sentiment,
     "syn_topic_choice": topic_choice,

@@ -1,6 +1,7 @@
 """The synthetic suite's tasks and languages (generated offline by `xlt_search.synthetic`).
 
-Nine English intermediate tasks of the four kinds, and two targets shaped like XNLI and XCOPA with
+Nine English intermediate tasks of the four kinds, two targets shaped like XNLI and XCOPA, and
+one whose label lives in word order (`syn_lead`, for the word-shuffle control), each target with
 English training data and validation/test data in every language. Which intermediate task helps,
 leaves alone or hurts which target is the world's ground truth: `RELATEDNESS`.
 Files live under ``{synthetic_root}/data/<task>/<split>.<language>.jsonl``; the data loader fills
@@ -74,6 +75,20 @@ TARGETS: tuple[Task, ...] = (
         metric="accuracy",
         languages=ALL_LANGUAGES,
         description="XCOPA-shaped: pick the choice of the premise's topic and the opposite pole",
+    ),
+    # Not in RELATEDNESS: the target of the word-shuffle control (docs/reading.md), whose label
+    # lives in word order, which the other two targets' labels do not depend on.
+    Task(
+        key="syn_lead",
+        kind="classification",
+        sources=(_multilingual("syn_lead"),),
+        columns=_SINGLE,
+        num_labels=2,
+        metric="accuracy",
+        languages=ALL_LANGUAGES,
+        labels=("pole0", "pole1"),
+        description="word order planted: the pole of the sentence's first word (the sentence "
+        "holds as many words of each pole)",
     ),
 )
 

@@ -17,6 +17,7 @@ from xlt_search.errors import UserError, did_you_mean
 from xlt_search.names import (
     BUDGET_STEPS,
     COMPLETED,
+    CONTROL_PARAM,
     ERROR_TAG,
     EXPERIMENT_PATH_TAG,
     MAX_TAG_CHARS,
@@ -179,7 +180,9 @@ def _summary(client: MlflowClient, experiment: str, parent: Run) -> SearchSummar
     completed = [
         run
         for run, status in zip(trials, statuses, strict=True)
-        if status == COMPLETED and math.isfinite(run.data.metrics.get(SCORE, math.nan))
+        if status == COMPLETED
+        and math.isfinite(run.data.metrics.get(SCORE, math.nan))
+        and not run.data.params.get(CONTROL_PARAM)  # a control is a reference, not a candidate
     ]
     best = max(completed, key=lambda run: run.data.metrics[SCORE], default=None)
     return SearchSummary(

@@ -75,6 +75,9 @@ class TrialConfig:
     num_threads: int = 1
     device: str = "cpu"
     precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 on a CUDA GPU that supports it
+    # A control trial's control (names.CONTROLS): its target fine-tunes train on the data as the
+    # control makes it (`data.controls`); "" trains on the real data.
+    control: str = ""
 
     @property
     def target_lr(self) -> float:
@@ -128,8 +131,10 @@ def required_splits(
     tasks: Sequence[str],
     targets: Sequence[TargetConfig],
     registry: Mapping[str, Task] | None = None,
+    controls: Sequence[str] = (),
 ) -> list[SplitRequest]:
-    """Every split a trial over `tasks` (or any subset of them) and `targets` reads.
+    """Every split a trial over `tasks` (or any subset of them) and `targets` reads, and for
+    each of `controls` the fine-tuned targets' training splits as that control trains on them.
 
     `registry` defaults to the task registry.
     """
@@ -145,7 +150,11 @@ def required_splits(
             )
         task = registry[target.task]
         if target.fine_tuned:
-            requests += [SplitRequest(key, "train", "en") for key in training_tasks(task)]
+            requests += [
+                SplitRequest(key, "train", "en", control)
+                for control in ("", *controls)
+                for key in training_tasks(task)
+            ]
         requests += [SplitRequest(target.task, "validation", lang) for lang in target.languages]
         requests += [
             SplitRequest(target.task, "validation", first, second, target.mixed_languages)

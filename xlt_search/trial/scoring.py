@@ -3,6 +3,7 @@ metrics of a report (the score over targets, per target, language and family).""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,13 +11,22 @@ import torch
 from transformers import PreTrainedModel
 
 from xlt_search.data import PreparedData, eval_batches
-from xlt_search.metrics import accuracy, macro_f1, retrieval_accuracy, squad_scores, tagging_scores
-from xlt_search.names import mixed_metric
+from xlt_search.metrics import (
+    accuracy,
+    label_accuracy,
+    macro_f1,
+    retrieval_accuracy,
+    squad_scores,
+    tagging_scores,
+)
+from xlt_search.names import LABEL_PREFIX, mixed_metric
 from xlt_search.tasks.base import Task
 from xlt_search.trial.config import Phase, TargetConfig, TrialConfig
 from xlt_search.trial.model import MultiTaskModel, decode_spans, mean_pooled, pick_answers
 from xlt_search.trial.training import FineTune, to_device
 
+# What MLflow refuses in a metric's name, which a label's name may hold.
+_UNSAFE = re.compile(r"[^\w.\- :/]")
 EVAL_BATCH_MULTIPLIER = 4  # evaluation batches hold this many training batches' worth of examples
 
 # (target task, language) -> that dev set's evaluation batches, on the trial's device.
@@ -49,7 +59,8 @@ def evaluate(
     model: MultiTaskModel, head: str, task: Task, batches: Sequence[Mapping[str, Any]]
 ) -> dict[str, float]:
     """`task.metric` of head `head` over prepared evaluation batches (dropout off), by name; span
-    tasks give both exact match and F1, as QA is reported."""
+    tasks give both exact match and F1, as QA is reported; classification and multiple choice
+    also the accuracy on each gold label's rows (`label.<label>`, `metrics.label_accuracy`)."""
     was_training = model.training
     model.eval()
     try:
@@ -73,7 +84,11 @@ def evaluate(
     if task.kind == "tagging":
         return {task.metric: tagging_scores(predictions, golds, task.labels)[task.metric]}
     score = accuracy if task.metric == "accuracy" else macro_f1
-    return {task.metric: score(predictions, golds)}
+    per_label = label_accuracy(predictions, golds, task.labels)
+    return {
+        task.metric: score(predictions, golds),
+        **{f"{LABEL_PREFIX}{_UNSAFE.sub('_', name)}": v for name, v in per_label.items()},
+    }
 
 
 @torch.inference_mode()
@@ -147,7 +162,8 @@ def report_metrics(
     """A report: the score (over targets, of the non-English mean), per target, language, family.
 
     `scores` maps target -> language -> metric -> value; the target's own metric makes its score
-    (`lang.<target>.<lang>`), any other is reported beside it (`lang.<target>.<lang>.<metric>`).
+    (`lang.<target>.<lang>`), a label's accuracy is `label.<target>.<lang>.<label>`, any other
+    is reported beside the score (`lang.<target>.<lang>.<metric>`).
     """
     metrics: dict[str, float] = {"budget_steps": budget_steps}
     per_family: dict[str, list[float]] = {}
@@ -158,7 +174,10 @@ def report_metrics(
         for lang, values in by_lang.items():
             metrics[f"lang.{target}.{lang}"] = values[primary]
             for name, value in values.items():
-                if name != primary:
+                if name.startswith(LABEL_PREFIX):
+                    label = name.removeprefix(LABEL_PREFIX)
+                    metrics[f"{LABEL_PREFIX}{target}.{lang}.{label}"] = value
+                elif name != primary:
                     metrics[f"lang.{target}.{lang}.{name}"] = value
         groups: dict[str, list[float]] = {}
         for lang, value in transfer.items():

@@ -105,15 +105,22 @@ def forked_rng(device: torch.device, seed: int) -> Iterator[None]:
 
 class TargetBatches:
     """A target's English training batches: its `training_tasks` in order (XCOPA: SIQA then COPA),
-    each for an equal share of `total_steps`."""
+    each for an equal share of `total_steps`; with `control`, their splits as that control
+    trains on them."""
 
     def __init__(
-        self, data: PreparedData, task: Task, batch_size: int, total_steps: int, seed: int
+        self,
+        data: PreparedData,
+        task: Task,
+        batch_size: int,
+        total_steps: int,
+        seed: int,
+        control: str = "",
     ) -> None:
         self.total_steps = total_steps
         self.streams = [
             BatchStream(
-                data.load(key, "train", "en"),
+                data.load(key, "train", "en", control),
                 task.kind,
                 data.pad_token_id,
                 batch_size,
@@ -166,8 +173,9 @@ def start_fine_tune(
     seed: int,
 ) -> FineTune:
     """A fine-tune of `encoder` (trained in place) on `target`'s English training data, for
-    `steps` steps at the target learning rate; its batches are drawn from `seed`. The new head is
-    initialized from torch's global random stream."""
+    `steps` steps at the target learning rate; its batches are drawn from `seed` (from the
+    data of the trial's control, if it is one). The new head is initialized from torch's global
+    random stream."""
     task = data.task(target.task)
     model = MultiTaskModel(
         encoder, {target.task: (task.kind, task.num_labels)}, config.autocast_dtype, data.pooling
@@ -176,6 +184,6 @@ def start_fine_tune(
     optimizer, scheduler = make_optimizer(
         model, config.target_lr, config.weight_decay, config.warmup_ratio, steps
     )
-    batches = TargetBatches(data, task, config.per_device_batch_size, steps, seed)
+    batches = TargetBatches(data, task, config.per_device_batch_size, steps, seed, config.control)
     robustness = config.robustness(Phase.TARGET)
     return FineTune(target, model, optimizer, scheduler, batches, encoder.device, robustness)

@@ -12,8 +12,8 @@ Two estimators over the same rows (one trial per row, its `use.<task>` flags and
   of M tasks weighs (M - 1) / (C(M, s) s (M - s)), the whole pool a near-infinite weight. They
   weigh small and near-full subsets most, where one task's presence is clearest.
 
-Intervals come from resampling the trials with replacement. The no-intermediate baseline is the
-empty subset: it enters both fits (with KernelSHAP's near-infinite weight, as the game's value of
+Intervals come from resampling the configurations with replacement, each with all its seeds. The
+no-intermediate baseline is the empty subset: it enters both fits (with KernelSHAP's near-infinite weight, as the game's value of
 no task) when its score is comparable, that is on final scores. Read at an ASHA rung its score
 means something else (plain target fine-tuning rather than a probe), so it is left out and both
 fits estimate their own intercept.
@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
+from xlt_search.analysis import curves
 from xlt_search.analysis.controls import candidates
 from xlt_search.analysis.curves import percentile_interval
 from xlt_search.names import COMPLETED, EARLY_STOPPED
@@ -107,8 +108,7 @@ def task_contributions(
     weights = shapley_weights(flags)
     effect = additive_effects(flags, scores)
     shapley = additive_effects(flags, scores, weights)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(rows), size=(samples, len(rows)))
+    draws = _configuration_draws(rows, samples, seed)
     boot_effect = np.array([additive_effects(flags[d], scores[d]) for d in draws])
     boot_shapley = np.array([additive_effects(flags[d], scores[d], weights[d]) for d in draws])
     effect_ci, shapley_ci = percentile_interval(boot_effect), percentile_interval(boot_shapley)
@@ -130,6 +130,21 @@ def task_contributions(
     table = table.sort_values("rank", kind="stable").reset_index(drop=True)
     table.attrs.update(trials=len(rows), refused=None)  # the trials both fits used
     return table
+
+
+def _configuration_draws(rows: pd.DataFrame, samples: int, seed: int) -> list[np.ndarray]:
+    """`samples` bootstrap draws of `rows`' positions, resampling configurations (a subset with
+    its hyperparameters), each drawn with all of its seeds: the seeds of one configuration share
+    whatever the flags do not carry (its hyperparameters, its tasks' interactions), so drawing
+    them as separate trials would make the intervals too narrow. With one seed a configuration,
+    these are the trials' own draws."""
+    import numpy as np
+
+    codes = curves.configuration_keys(rows).factorize()[0] if len(rows) else np.array([], int)
+    members = [np.flatnonzero(codes == c) for c in range(codes.max(initial=-1) + 1)]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(members), size=(samples, len(members)))
+    return [np.concatenate([members[c] for c in pick]) for pick in picks]
 
 
 GAINS_COLUMNS = ("task", "target", "language", "family", "gain")

@@ -87,7 +87,7 @@ class PreparedData:
 
     def path(self, task: str, split: str, language: str, control: str = "") -> Path:
         """The directory of one prepared split (as `control` trains on it, if given)."""
-        key = SplitRequest(task, split, language, control).key
+        key = SplitRequest(task, split, language, control=control).key
         if key not in self.splits:
             raise KeyError(
                 f"split {key} was not prepared for this search; prepared: {', '.join(self.splits)}"

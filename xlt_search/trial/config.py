@@ -151,13 +151,13 @@ def required_splits(
         task = registry[target.task]
         if target.fine_tuned:
             requests += [
-                SplitRequest(key, "train", "en", control)
+                SplitRequest(key, "train", "en", control=control)
                 for control in ("", *controls)
                 for key in training_tasks(task)
             ]
         requests += [SplitRequest(target.task, "validation", lang) for lang in target.languages]
         requests += [
-            SplitRequest(target.task, "validation", first, second, target.mixed_languages)
+            SplitRequest(target.task, "validation", first, second, aligned=target.mixed_languages)
             for first, second in target.mixed_pairs
         ]
     return list(dict.fromkeys(requests))

@@ -60,7 +60,9 @@ class DataSource:
     `data_dir` reads one folder of the repository (a config of the hub's Parquet export,
     ``refs/convert/parquet``, which has folders but no config names). `language_column`, for a
     split that mixes languages (TyDiQA), keeps the rows whose column starts with the language's
-    `language_codes` spelling.
+    `language_codes` spelling. `shares` carves our splits out of one source split that several of
+    them map to (XWinograd and Belebele ship only ``test``): our split -> its share of the rows,
+    drawn once by `shares_seed` (see `share_rows`), the same rows whatever the language.
     """
 
     path: str
@@ -73,6 +75,8 @@ class DataSource:
     data_dir: str | None = None
     language_codes: Mapping[str, str] = field(default_factory=dict)
     language_column: str | None = None
+    shares: Mapping[str, float] = field(default_factory=dict)
+    shares_seed: int = 0
 
     def code(self, language: str) -> str:
         """How this source spells `language` (our ISO code unless `language_codes` says otherwise)."""
@@ -165,6 +169,9 @@ class Task:
             revision = f", revision {source.revision}" if source.revision else ""
             splits = ", ".join(f"{ours}={theirs}" for ours, theirs in source.splits.items())
             lines.append(f"  source      {source.path}{config}{revision} ({splits})")
+            if source.shares:
+                shared = ", ".join(f"{split} {share:g}" for split, share in source.shares.items())
+                lines.append(f"              rows shared out: {shared} (seed {source.shares_seed})")
             if source.data_files:
                 lines += [
                     f"              {split}: {files}" for split, files in source.data_files.items()

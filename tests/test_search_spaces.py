@@ -28,6 +28,9 @@ PLANS = {  # each with the no-intermediate baseline
     "scaling_xcopa_xnli_local.yaml": (10, 600 + 300 * 2),
     "families_3_vs_9.yaml": (10, 20000 + 3000 * 3),  # 8 of size 3, the one of size 9
     "families_3_vs_9_local.yaml": (6, 600 + 300 * 2),
+    # 2 per size 1..8, the one of size 9, and the baseline, each with 3 seeds; 4 targets
+    "reasoning_robustness.yaml": ((2 * 8 + 1 + 1) * 3, 20000 + 3000 * 4),
+    "reasoning_robustness_local.yaml": ((5 + 1) * 3, 600 + 300 * 4),
 }
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 from datasets.exceptions import DatasetNotFoundError
 
 from xlt_search.data.errors import DataError, DataUnavailable
 from xlt_search.data.layouts import mirror_error, read_files
-from xlt_search.data.sources import fill_placeholders, local_copy
+from xlt_search.data.sources import fill_placeholders, local_copy, share_rows
 from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS, ColumnRef, DataSource, Task
 
 
@@ -86,25 +85,6 @@ def _load_source(
     if split in source.shares:
         raw = raw.select(share_rows(len(raw), source.shares, split, source.shares_seed))
     return _canonical_columns(task, raw)
-
-
-def share_rows(count: int, shares: Mapping[str, float], split: str, seed: int) -> list[int]:
-    """The rows `split` takes of a source split of `count` rows that `shares` carves up.
-
-    The rows are put in one order drawn with NumPy's ``default_rng(seed)`` and cut, in the order
-    `shares` lists the splits, at ``round(cumulative share * count)``; each split keeps its rows in
-    their source order. The draw depends on `count` and `seed` alone, so data that is parallel
-    across languages (Belebele's 900 questions) is split the same way in every language.
-    """
-    order = np.random.default_rng(seed).permutation(count)
-    start, cumulative = 0, 0.0
-    for name, share in shares.items():
-        cumulative += share
-        end = round(cumulative * count)
-        if name == split:
-            return sorted(order[start:end].tolist())
-        start = end
-    raise DataError(f"split '{split}' has no share; the shares are for {', '.join(shares)}")
 
 
 def _split_name(source_split: str) -> str:

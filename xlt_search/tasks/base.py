@@ -88,8 +88,8 @@ class DataSource:
         return self.data_files is None and "/" in self.path and not self.path.startswith((".", "/"))
 
 
-FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json"]
-FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json")
+FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv"]
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv")
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,11 @@ class FileLayout:
     (a header line, no quoting), ``conllu`` (one row per sentence: ``tokens``, ``upos``), or
     ``squad_json`` (SQuAD's nested JSON, one row per question: ``id``, ``title``, ``context``,
     ``question``, ``answers``). `columns` maps the kind's fields to the columns so read.
-    `language_column`: files that mix languages keep the rows whose column starts with the
-    language's spelling. `home`: where the authors publish the files.
+    ``xwinograd_tsv`` (XWINO's TSV as WinoGrande-style rows: ``lang``, ``source``, ``sentence``
+    with ``_`` for the pronoun, ``option1``, ``option2``, ``answer``). `language_column`: files
+    that mix languages keep the rows whose column starts with the language's spelling. `shares`
+    and `shares_seed`: as a `DataSource`'s, for files that hold one split. `home`: where the
+    authors publish the files.
     """
 
     format: FileFormat
@@ -112,6 +115,8 @@ class FileLayout:
     home: str
     language_codes: Mapping[str, str] = field(default_factory=dict)
     language_column: str | None = None
+    shares: Mapping[str, float] = field(default_factory=dict)
+    shares_seed: int = 0
 
     def code(self, language: str) -> str:
         """How the files spell `language` (our ISO code unless `language_codes` says otherwise)."""

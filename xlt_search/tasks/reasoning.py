@@ -8,7 +8,7 @@ validation split that selects, the other half stays the test split (`DataSource.
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _EXPORT = "refs/convert/parquet"  # the hub's own Parquet export, for repositories with a script
 _SCRIPT_ONLY = (
@@ -113,6 +113,16 @@ TASKS: tuple[Task, ...] = (
         train_tasks=("winogrande",),
         description="XWinograd: Winograd schemas in 6 languages; trains on WinoGrande",
         note=_SCRIPT_ONLY + _HALVED,
+        # the authors' one TSV for all languages (16 Chinese schemas there, 504 on the hub)
+        layout=FileLayout(
+            "xwinograd_tsv",
+            {"validation": "dataset.tsv", "test": "dataset.tsv"},
+            _WINO_COLUMNS,
+            home="github.com/yandex-research/crosslingual_winograd",
+            language_codes={"ja": "jp"},
+            language_column="lang",
+            shares=_HALVES,
+        ),
     ),
     Task(
         key="m_hellaswag",

@@ -12,17 +12,17 @@ from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _EXPORT = "refs/convert/parquet"  # the hub's own Parquet export, for repositories with a script
 _SCRIPT_ONLY = (
-    "The hub repository holds a loading script, which datasets 4+ no longer runs; the default "
-    "reads the hub's own Parquet export (refs/convert/parquet). "
+    "The hub repository's main was seen holding a loading script, which datasets 4+ no longer "
+    "runs; the default reads the hub's own Parquet export (refs/convert/parquet)."
 )
 _HALVES = {"validation": 0.5, "test": 0.5}  # a seeded half selects, the other half is reported
 _HALVED = (
     "Only a test split is published: a fixed half of each language's rows (seed 0, the same "
-    "rows in every language of the same size) is the validation split, the rest the test split. "
+    "rows in every language of the same size) is the validation split, the rest the test split."
 )
 _OKAPI = (
     "Okapi's machine translations (Lai et al. 2023), licensed CC BY-NC 4.0: non-commercial use "
-    "only. "
+    "only."
 )
 _OKAPI_LANGUAGES = (
     "en", "ar", "bn", "ca", "da", "de", "es", "eu", "fr", "gu", "hi", "hr", "hu", "hy", "id", "it",
@@ -72,7 +72,7 @@ TASKS: tuple[Task, ...] = (
         languages=("en", "ru", "zh", "es", "ar", "hi", "id", "te", "sw", "eu", "my"),
         description="XStoryCloze: the right ending of a four-sentence story, 11 languages; trains "
         "on its own 360 English training stories",
-        note=_SCRIPT_ONLY + "Its eval split (1,511 stories) is the validation split here.",
+        note=_SCRIPT_ONLY + " Its eval split (1,511 stories) is the validation split here.",
     ),
     Task(
         key="winogrande",
@@ -112,7 +112,7 @@ TASKS: tuple[Task, ...] = (
         languages=("en", "fr", "ja", "pt", "ru", "zh"),
         train_tasks=("winogrande",),
         description="XWinograd: Winograd schemas in 6 languages; trains on WinoGrande",
-        note=_SCRIPT_ONLY + _HALVED,
+        note=f"{_SCRIPT_ONLY} {_HALVED}",
         # the authors' one TSV for all languages (16 Chinese schemas there, 504 on the hub)
         layout=FileLayout(
             "xwinograd_tsv",
@@ -136,7 +136,7 @@ TASKS: tuple[Task, ...] = (
         train_tasks=("hellaswag",),
         description="HellaSwag machine-translated by Okapi, 31 languages and English; trains on "
         "HellaSwag",
-        note=_OKAPI + "Only HellaSwag's validation split was translated.",
+        note=_OKAPI + " Only HellaSwag's validation split was translated.",
     ),
     Task(
         key="arc",
@@ -175,7 +175,7 @@ TASKS: tuple[Task, ...] = (
         train_tasks=("arc",),
         description="ARC-Challenge machine-translated by Okapi, 31 languages and English; trains "
         "on ARC",
-        note=_OKAPI + "Empty fifth options (four-choice questions) are left out.",
+        note=_OKAPI + " Empty fifth options (four-choice questions) are left out.",
     ),
     Task(
         key="race",
@@ -213,7 +213,7 @@ TASKS: tuple[Task, ...] = (
         train_tasks=("race",),
         description="Belebele: reading comprehension on FLORES passages, 60 of its 122 variants; "
         "trains on RACE",
-        note=_HALVED + "Its authors mean Belebele as a test set only: report the test half.",
+        note=_HALVED + " Its authors mean Belebele as a test set only: report the test half.",
     ),
     Task(
         key="xcsqa",

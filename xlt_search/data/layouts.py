@@ -14,7 +14,7 @@ import csv
 import dataclasses
 import glob
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
@@ -183,12 +183,23 @@ def _read_tsv(paths: Sequence[str]) -> datasets.Dataset:
 
 
 def _read_conllu(paths: Sequence[str]) -> datasets.Dataset:
+    return _generated(_conllu_sentences, _CONLLU_FEATURES, "conllu", paths)
+
+
+def _generated(
+    rows: Callable[..., Iterator[dict]],
+    features: datasets.Features,
+    name: str,
+    paths: Sequence[str],
+) -> datasets.Dataset:
+    """The rows a generator reads from files that datasets has no builder for, fingerprinted by
+    the files' contents."""
     files = [Path(path) for path in paths]
     return datasets.Dataset.from_generator(
-        _conllu_sentences,
-        features=_CONLLU_FEATURES,
+        rows,
+        features=features,
         gen_kwargs={"paths": [str(path) for path in files]},
-        fingerprint=digest("conllu", content_digest(files)),
+        fingerprint=digest(name, content_digest(files)),
     )
 
 
@@ -225,13 +236,7 @@ def _conllu_sentences(paths: Sequence[str]) -> Iterator[dict]:
 
 
 def _read_xwinograd_tsv(paths: Sequence[str]) -> datasets.Dataset:
-    files = [Path(path) for path in paths]
-    return datasets.Dataset.from_generator(
-        _xwinograd_schemas,
-        features=_XWINOGRAD_FEATURES,
-        gen_kwargs={"paths": [str(path) for path in files]},
-        fingerprint=digest("xwinograd_tsv", content_digest(files)),
-    )
+    return _generated(_xwinograd_schemas, _XWINOGRAD_FEATURES, "xwinograd_tsv", paths)
 
 
 def _xwinograd_schemas(paths: Sequence[str]) -> Iterator[dict]:

@@ -183,20 +183,7 @@ def _hub() -> dict[str, HubDataset]:
             _nli,
         ),
         "Rowan/hellaswag": HubDataset(
-            {"default": ("en", ("train", "validation", "test"))},
-            datasets.Features(
-                ind=Value("int32"),
-                activity_label=Value("string"),
-                ctx_a=Value("string"),
-                ctx_b=Value("string"),
-                ctx=Value("string"),
-                endings=List(Value("string")),
-                source_id=Value("string"),
-                split=Value("string"),
-                split_type=Value("string"),
-                label=Value("string"),  # "0".."3"; "" on the test split
-            ),
-            _hellaswag,
+            {"default": ("en", ("train", "validation", "test"))}, _HELLASWAG_FEATURES, _hellaswag
         ),
         "Samsoup/cosmos_qa": HubDataset(
             {"default": ("en", ("train", "validation", "test"))},
@@ -277,9 +264,188 @@ def _hub() -> dict[str, HubDataset]:
             ),
             lambda rng, i, lang: {**_copa(rng, i, lang), "idx": i, "changed": False},
         ),
+        **_reasoning_hub(),
     }
 
 
+def _reasoning_hub() -> dict[str, HubDataset]:
+    """The reasoning targets' repositories and their English training data."""
+    wino = datasets.Features(
+        sentence=Value("string"),
+        option1=Value("string"),
+        option2=Value("string"),
+        answer=Value("string"),  # "1" or "2"
+    )
+    letters = "ABCDE"
+    return {
+        # the export of a script repository: <lang>/{train,eval}/0000.parquet
+        "juletxara/xstory_cloze": HubDataset(
+            {code: (code, ("train", "eval")) for code, _ in _languages("xstory_cloze")},
+            datasets.Features(
+                story_id=Value("string"),
+                **{f"input_sentence_{k}": Value("string") for k in range(1, 5)},
+                sentence_quiz1=Value("string"),
+                sentence_quiz2=Value("string"),
+                answer_right_ending=Value("int32"),  # 1 or 2
+            ),
+            lambda rng, i, lang: {
+                "story_id": f"s{i}",
+                **{f"input_sentence_{k}": _text(rng) for k in range(1, 5)},
+                "sentence_quiz1": _text(rng, 2, 4),
+                "sentence_quiz2": _text(rng, 2, 4),
+                "answer_right_ending": rng.randint(1, 2),
+            },
+            export=True,
+        ),
+        "allenai/winogrande": HubDataset(
+            {"winogrande_xl": ("en", ("train", "validation", "test"))},
+            wino,
+            _winograd,
+            export=True,
+        ),
+        "Muennighoff/xwinograd": HubDataset(
+            {spelt: (code, ("test",)) for code, spelt in _languages("xwinograd")},
+            wino,
+            _winograd,
+            export=True,
+        ),
+        "alexandrainst/m_hellaswag": HubDataset(
+            {code: (code, ("val",)) for code, _ in _languages("m_hellaswag")},
+            _HELLASWAG_FEATURES,
+            _hellaswag,
+        ),
+        "allenai/ai2_arc": HubDataset(
+            {
+                name: ("en", ("train", "validation", "test"))
+                for name in ("ARC-Challenge", "ARC-Easy")
+            },
+            datasets.Features(
+                id=Value("string"),
+                question=Value("string"),
+                choices={"text": List(Value("string")), "label": List(Value("string"))},
+                answerKey=Value("string"),
+            ),
+            _arc,
+        ),
+        "alexandrainst/m_arc": HubDataset(
+            {code: (code, ("train", "val", "test")) for code, _ in _languages("m_arc")},
+            datasets.Features(
+                id=Value("string"),
+                instruction=Value("string"),
+                **{f"option_{letter}": Value("string") for letter in "abcde"},
+                answer=Value("string"),
+            ),
+            lambda rng, i, lang: {
+                "id": f"m{i}",
+                "instruction": _text(rng),
+                # every third question has four choices: its option_e is empty
+                **{f"option_{x}": _text(rng, 1, 3) for x in "abcd"},
+                "option_e": "" if i % 3 == 0 else _text(rng, 1, 3),
+                "answer": rng.choice(letters[:4] if i % 3 == 0 else letters),
+            },
+        ),
+        "ehovy/race": HubDataset(
+            {"all": ("en", ("train", "validation", "test"))},
+            datasets.Features(
+                example_id=Value("string"),
+                article=Value("string"),
+                answer=Value("string"),  # "A".."D"
+                question=Value("string"),
+                options=List(Value("string")),
+            ),
+            lambda rng, i, lang: {
+                "example_id": f"r{i}",
+                "article": _text(rng, 10, 20),
+                "answer": rng.choice(letters[:4]),
+                "question": _text(rng),
+                "options": [_text(rng, 1, 3) for _ in range(4)],
+            },
+        ),
+        # JSON lines on the hub; the schema is what the declaration reads
+        "facebook/belebele": HubDataset(
+            {spelt: (code, ("test",)) for code, spelt in _languages("belebele")},
+            datasets.Features(
+                link=Value("string"),
+                question_number=Value("int64"),
+                flores_passage=Value("string"),
+                question=Value("string"),
+                **{f"mc_answer{k}": Value("string") for k in range(1, 5)},
+                correct_answer_num=Value("string"),  # "1".."4"
+                dialect=Value("string"),
+            ),
+            lambda rng, i, lang: {
+                "link": f"https://example.org/{i // 2}",
+                "question_number": 1 + i % 2,
+                "flores_passage": _text(rng, 10, 20),
+                "question": _text(rng),
+                **{f"mc_answer{k}": _text(rng, 1, 3) for k in range(1, 5)},
+                "correct_answer_num": str(rng.randint(1, 4)),
+                "dialect": lang,
+            },
+        ),
+        "INK-USC/xcsr": HubDataset(
+            {f"X-CSQA-{s}": (c, ("validation", "test")) for c, s in _languages("xcsqa")},
+            datasets.Features(
+                id=Value("string"),
+                lang=Value("string"),
+                question={
+                    "stem": Value("string"),
+                    "choices": {"label": List(Value("string")), "text": List(Value("string"))},
+                },
+                answerKey=Value("string"),  # "A".."E"; "" on the test split
+            ),
+            lambda rng, i, lang: {
+                "id": f"x{i}",
+                "lang": lang,
+                "question": {
+                    "stem": _text(rng),
+                    "choices": {
+                        "label": list(letters),
+                        "text": [_text(rng, 1, 2) for _ in letters],
+                    },
+                },
+                "answerKey": rng.choice(letters),
+            },
+            export=True,
+        ),
+    }
+
+
+def _winograd(rng: random.Random, i: int, lang: str) -> dict[str, Any]:
+    words = _text(rng, 5, 9).split()
+    words[rng.randrange(len(words))] = "_"
+    return {
+        "sentence": " ".join(words),
+        "option1": rng.choice(WORDS),
+        "option2": rng.choice(WORDS),
+        "answer": str(rng.randint(1, 2)),
+    }
+
+
+def _arc(rng: random.Random, i: int, lang: str) -> dict[str, Any]:
+    count = 3 + i % 3  # three to five choices
+    # a few ARC questions are keyed 1-4 rather than A-E: the first row of each split here
+    keys = [str(k + 1) for k in range(count)] if i == 0 else list("ABCDE"[:count])
+    return {
+        "id": f"a{i}",
+        "question": _text(rng),
+        "choices": {"text": [_text(rng, 1, 3) for _ in keys], "label": keys},
+        "answerKey": rng.choice(keys),
+    }
+
+
+_HELLASWAG_FEATURES = datasets.Features(
+    ind=Value("int32"),
+    activity_label=Value("string"),
+    ctx_a=Value("string"),
+    ctx_b=Value("string"),
+    ctx=Value("string"),
+    endings=List(Value("string")),
+    source_id=Value("string"),
+    split=Value("string"),
+    split_type=Value("string"),
+    label=Value("string"),  # "0".."3"; "" on the test split
+)
 _PAWS_FEATURES = datasets.Features(
     id=Value("int32"),
     sentence1=Value("string"),

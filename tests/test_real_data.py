@@ -1,4 +1,4 @@
-"""Real data as its authors ship it: slices of XCOPA, two UD treebanks and XQuAD (tests/data/, each
+"""Real data as its authors ship it: slices of XCOPA, two UD treebanks, XQuAD and XWinograd (tests/data/, each
 with its licence and source) read through the registered declarations and a spec's `files`,
 tokenized, trained on for a few steps, and the one-line errors for files in the wrong layout."""
 
@@ -50,6 +50,7 @@ def registry() -> dict[str, Task]:
                 }
             },
             "xquad": {"files": str(DATA / "xquad")},
+            "xwinograd": {"files": str(DATA / "xwinograd")},
         }
     )
 
@@ -59,7 +60,7 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The tiny encoder, its word-level vocabulary every whitespace-separated word of the slices."""
     words: dict[str, None] = {}
     for path in sorted(DATA.rglob("*")):
-        if path.suffix in (".jsonl", ".json", ".conllu"):
+        if path.suffix in (".jsonl", ".json", ".conllu", ".tsv"):
             words.update(dict.fromkeys(path.read_text(encoding="utf-8").split()))
     folder = tmp_path_factory.mktemp("encoder")
     save_encoder(words, folder, hidden_size=32, intermediate_size=64)
@@ -124,6 +125,45 @@ def test_xquad_reads_squad_json_one_row_per_question(registry: dict[str, Task]) 
             assert row["context"][start : start + len(text)] == text
 
 
+def test_xwinograd_reads_its_authors_tsv_in_seeded_halves(registry: dict[str, Task]) -> None:
+    """XWINO's TSV (8 schemas each of en, fr and jp here) read as WinoGrande-style rows, each
+    language's rows shared out into a validation and a test half."""
+    xwinograd = registry["xwinograd"]
+    lines = (DATA / "xwinograd" / "dataset.tsv").read_text(encoding="utf-8").splitlines()
+    for lang, spelt in (("en", "en"), ("fr", "fr"), ("ja", "jp")):
+        # (text, pronoun, candidates) of the language's lines
+        schemas = [
+            (fields[3], json.loads(fields[5])[0], json.loads(fields[6]))
+            for fields in (line.split("\t") for line in lines)
+            if fields[0] == spelt
+        ]
+        halves = [load_task_split(xwinograd, split, lang) for split in ("validation", "test")]
+        assert [len(half) for half in halves] == [4, 4]
+        read = [row for half in halves for row in half]
+        for row in read:  # each row is one schema: its pronoun is the blank, its answer kept
+            assert row["context"].count("_") == 1
+            text, _, candidates = next(
+                s for s in schemas if row["context"].replace("_", s[1]) == s[0]
+            )
+            assert row["choices"] == [candidates[0][0], candidates[1][0]]
+            assert row["label"] == (0 if candidates[0][3] else 1)
+        assert len({row["context"] for row in read}) == len(schemas)  # every schema once
+    english = [
+        row for split in ("validation", "test") for row in load_task_split(xwinograd, split, "en")
+    ]
+    assert {
+        "context": "The city councilmen refused the demonstrators a permit because _ feared violence.",
+        "choices": ["The city councilmen", "the demonstrators"],
+        "label": 0,
+    } in english
+    japanese = [
+        row["context"]
+        for split in ("validation", "test")
+        for row in load_task_split(xwinograd, split, "ja")
+    ]
+    assert "_は悪漢だったからだ。" in "".join(japanese)  # 彼 (he), the pronoun, is the blank
+
+
 def test_the_slices_prepare_through_prepare_data(
     registry: dict[str, Task], encoder: str, tmp_path: Path
 ) -> None:
@@ -131,6 +171,7 @@ def test_the_slices_prepare_through_prepare_data(
     requests += [SplitRequest("udpos", "train", "en")]
     requests += [SplitRequest("udpos", "validation", lang) for lang in ("en", "de")]
     requests += [SplitRequest("xquad", "validation", lang) for lang in ("en", "de", "zh")]
+    requests += [SplitRequest("xwinograd", "validation", lang) for lang in ("en", "fr", "ja")]
     data = prepare_data(requests, encoder, 64, None, tmp_path, 0, registry=registry)
     for lang in XCOPA_LANGUAGES:
         split = data.load("xcopa", "validation", lang)
@@ -138,6 +179,7 @@ def test_the_slices_prepare_through_prepare_data(
     tagged = data.load("udpos", "validation", "de")
     assert len(tagged) == 40 and int((tagged[0]["labels"] >= 0).sum()) > 0
     assert len(data.load("xquad", "validation", "en")) >= 47  # a long context spans windows
+    assert len(data.load("xwinograd", "validation", "ja")) == 4
     again = prepare_data(requests, encoder, 64, None, tmp_path, 0, registry=registry)
     assert again.splits == data.splits  # the files' contents are the cache key
 

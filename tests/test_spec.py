@@ -289,6 +289,26 @@ def test_mistakes_in_a_task_declaration_name_the_field() -> None:
     )
     assert "unknown language 'yy'" in error_with({**MY_TASK, "languages": ["en", "yy"]})
     assert "tasks.my_task.kind: 'clasification'" in error_with({**MY_TASK, "kind": "clasification"})
+    # shares carve splits out of one source split: every split they name maps to the same one
+    shared = {"path": "json", "data_files": {"validation": "a.jsonl", "test": "a.jsonl"}}
+    for shares, splits in (
+        ({"validation": 0.5, "test": 0.6}, {"validation": "test", "test": "test"}),
+        ({"validation": 0.5, "test": 0.5}, {"validation": "dev", "test": "test"}),
+        ({"validation": 0.5, "train": 0.5}, {"validation": "test", "test": "test"}),
+        ({"validation": 0.0}, {"validation": "test"}),
+    ):
+        source = {**shared, "splits": splits, "shares": shares}
+        message = error_with({**MY_TASK, "sources": [source]})
+        assert message.startswith("tasks.my_task.sources[0].shares: every split it names must map")
+    fine = {
+        **shared,
+        "splits": {"validation": "test", "test": "test"},
+        "shares": {"validation": 0.5},
+    }
+    raw = quickstart()
+    raw["tasks"] = {"my_task": {**MY_TASK, "sources": [fine]}}
+    raw["languages"] = {"xx": XX}
+    assert parse_spec(raw).registry["my_task"].sources[0].shares == {"validation": 0.5}
 
 
 def test_retrieval_tasks_train_nothing() -> None:

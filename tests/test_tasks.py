@@ -11,6 +11,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from hub_fixtures import WORDS, write_ccg_files, write_mirror
@@ -19,12 +20,14 @@ from search_specs import search_spec, write_spec
 
 from xlt_search.data import (
     BatchStream,
+    DataError,
     DataUnavailable,
     PreparedData,
     SplitRequest,
     eval_batches,
     load_task_split,
     prepare_data,
+    share_rows,
 )
 from xlt_search.metrics import METRICS_BY_KIND
 from xlt_search.synthetic.encoder import save_encoder
@@ -84,8 +87,12 @@ def test_the_registry_is_the_zoo() -> None:
     assert {"social_iqa", "copa", "paws"} <= real
     targets = {key for key in real if any(code != "en" for code in REGISTRY[key].languages)}
     assert targets == {
-        "xnli", "xcopa", "paws_x", "udpos", "panx", "xquad", "mlqa", "tydiqa", "tatoeba"
+        "xnli", "xcopa", "paws_x", "udpos", "panx", "xquad", "mlqa", "tydiqa", "tatoeba",
+        "xstory_cloze", "xwinograd", "m_hellaswag", "m_arc", "belebele", "xcsqa",
     }  # fmt: skip
+    assert REGISTRY["xwinograd"].train_tasks == ("winogrande",)
+    assert REGISTRY["belebele"].train_tasks == ("race",)
+    assert REGISTRY["xcsqa"].train_tasks == ("commonsense_qa",)
     assert REGISTRY["xnli"].train_tasks == ("mnli",)
     assert REGISTRY["xcopa"].train_tasks == ("social_iqa", "copa")
     assert REGISTRY["paws_x"].train_tasks == ("paws",)
@@ -154,6 +161,51 @@ def test_a_string_label_maps_through_the_declared_labels(mirror: Path) -> None:
         hellaswag, sources=(dataclasses.replace(hellaswag.sources[0], splits={"test": "test"}),)
     )
     assert set(load_task_split(with_test, "test", "en", mirror=mirror)["label"]) == {-1}
+
+
+def test_a_test_only_source_is_shared_out_into_disjoint_seeded_halves(mirror: Path) -> None:
+    """XWinograd ships only test: validation and test are a seeded half each of its rows."""
+    for lang in REGISTRY["xwinograd"].languages:
+        source = mirror / "Muennighoff" / "xwinograd" / ("jp" if lang == "ja" else lang)
+        rows = list(
+            datasets.load_dataset("parquet", data_dir=str(source), split="test")["sentence"]
+        )
+        halves = [
+            list(load_task_split("xwinograd", split, lang, mirror=mirror)["context"])
+            for split in ("validation", "test")
+        ]
+        assert [len(half) for half in halves] == [6, 6]
+        assert sorted(halves[0] + halves[1]) == sorted(rows)  # every row once
+        assert halves[0] == [row for row in rows if row in halves[0]]  # in their source order
+    # the draw depends on the row count and the seed alone: parallel languages split alike
+    validation = share_rows(900, {"validation": 0.5, "test": 0.5}, "validation", 0)
+    test = share_rows(900, {"validation": 0.5, "test": 0.5}, "test", 0)
+    assert len(validation) == len(test) == 450 and not set(validation) & set(test)
+    assert validation == share_rows(900, {"validation": 0.5, "test": 0.5}, "validation", 0)
+    assert validation != share_rows(900, {"validation": 0.5, "test": 0.5}, "validation", 1)
+    assert share_rows(10, {"validation": 0.3}, "validation", 0) == sorted(
+        share_rows(10, {"validation": 0.3, "rest": 0.7}, "validation", 0)
+    )
+    with pytest.raises(DataError, match="split 'train' has no share"):
+        share_rows(10, {"validation": 0.5}, "train", 0)
+
+
+def test_reasoning_sources_read_as_their_hub_schemas(mirror: Path) -> None:
+    # 1-based integer answers (XStoryCloze) map through numeral labels
+    stories = load_task_split("xstory_cloze", "validation", "sw", mirror=mirror)
+    raw = mirror / "juletxara" / "xstory_cloze" / "sw" / "eval" / "0000.parquet"
+    answers = datasets.load_dataset("parquet", data_files=str(raw), split="train")
+    assert list(stories["label"]) == [answer - 1 for answer in answers["answer_right_ending"]]
+    assert len(stories) == 12 and len(load_task_split("xstory_cloze", "train", "en", mirror=mirror))
+    # an empty fifth option (a four-choice ARC question) is left out, the others kept in order
+    arc = load_task_split("m_arc", "validation", "de", mirror=mirror)
+    assert [len(choices) for choices in arc["choices"]] == [4, 5, 5] * 4
+    assert all(0 <= label < len(c) for label, c in zip(arc["label"], arc["choices"], strict=True))
+    # ARC's questions keyed 1-4 are unlabelled here: one per configuration's train split
+    assert list(load_task_split("arc", "train", "en", mirror=mirror)["label"]).count(-1) == 2
+    # X-CSQA's choices sit two structs deep
+    xcsqa = load_task_split("xcsqa", "validation", "ja", mirror=mirror)
+    assert len(xcsqa) == 12 and all(len(choices) == 5 for choices in xcsqa["choices"])
 
 
 def test_several_sources_concatenate_and_unlabelled_rows_are_kept_apart(mirror: Path) -> None:

@@ -13,6 +13,7 @@ from xlt_search.data.coverage import SplitCoverage, text_batches
 from xlt_search.data.errors import DataError, DataUnavailable
 from xlt_search.data.layouts import files_id, mirror_error, read_files, resolve_files
 from xlt_search.data.loading import load_task_split
+from xlt_search.data.sources import share_rows
 from xlt_search.data.tokenization import PAIR_KINDS, SEGMENTS, span_windows, tokenize
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "prepare_data",
     "read_files",
     "resolve_files",
+    "share_rows",
     "span_windows",
     "text_batches",
     "tokenize",

@@ -13,13 +13,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
 
 from xlt_search.data.errors import DataError, DataUnavailable
-from xlt_search.data.sources import content_digest, digest, fill_placeholders
+from xlt_search.data.sources import content_digest, digest, fill_placeholders, share_rows
 from xlt_search.tasks.base import DataSource, FileLayout, Task
 
 _CONLLU_FEATURES = datasets.Features(
@@ -27,6 +28,12 @@ _CONLLU_FEATURES = datasets.Features(
         "id": datasets.Value("string"),
         "tokens": datasets.List(datasets.Value("string")),
         "upos": datasets.List(datasets.Value("string")),
+    }
+)
+_XWINOGRAD_FEATURES = datasets.Features(
+    {
+        name: datasets.Value("string")
+        for name in ("lang", "source", "sentence", "option1", "option2", "answer")
     }
 )
 _SQUAD_FEATURES = datasets.Features(
@@ -71,6 +78,8 @@ def read_files(task: Task, split: str, language: str) -> tuple[Task, datasets.Da
     if layout.language_column is not None:
         code = layout.code(language)
         raw = raw.filter(lambda value: value.startswith(code), input_columns=layout.language_column)
+    if split in layout.shares:
+        raw = raw.select(share_rows(len(raw), layout.shares, split, layout.shares_seed))
     return dataclasses.replace(task, columns=layout.columns), raw
 
 
@@ -174,12 +183,23 @@ def _read_tsv(paths: Sequence[str]) -> datasets.Dataset:
 
 
 def _read_conllu(paths: Sequence[str]) -> datasets.Dataset:
+    return _generated(_conllu_sentences, _CONLLU_FEATURES, "conllu", paths)
+
+
+def _generated(
+    rows: Callable[..., Iterator[dict]],
+    features: datasets.Features,
+    name: str,
+    paths: Sequence[str],
+) -> datasets.Dataset:
+    """The rows a generator reads from files that datasets has no builder for, fingerprinted by
+    the files' contents."""
     files = [Path(path) for path in paths]
     return datasets.Dataset.from_generator(
-        _conllu_sentences,
-        features=_CONLLU_FEATURES,
+        rows,
+        features=features,
         gen_kwargs={"paths": [str(path) for path in files]},
-        fingerprint=digest("conllu", content_digest(files)),
+        fingerprint=digest(name, content_digest(files)),
     )
 
 
@@ -213,6 +233,40 @@ def _conllu_sentences(paths: Sequence[str]) -> Iterator[dict]:
                     tags.append(fields[3])
             if tokens:
                 yield {"id": sent_id, "tokens": tokens, "upos": tags}
+
+
+def _read_xwinograd_tsv(paths: Sequence[str]) -> datasets.Dataset:
+    return _generated(_xwinograd_schemas, _XWINOGRAD_FEATURES, "xwinograd_tsv", paths)
+
+
+def _xwinograd_schemas(paths: Sequence[str]) -> Iterator[dict]:
+    """XWINO's TSV (no header; language, source, English reference, text, then JSON of the
+    tokens, the pronoun and the two candidates) as WinoGrande-style rows: the text with its
+    pronoun replaced by ``_``, the candidates as ``option1`` and ``option2``, ``answer`` "1" or
+    "2". The pronoun's place in the text is found by walking the tokens along it (a token the
+    text does not hold, such as NLTK's quotes, is passed over)."""
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != 7:
+                    raise ValueError(f"line {number} has {len(fields)} tab-separated fields, not 7")
+                lang, source, _, text, tokens, pronoun, candidates = fields
+                (first, last), options = json.loads(pronoun)[1], json.loads(candidates)
+                offsets, at = [], 0
+                for token in json.loads(tokens):
+                    found = text.find(token, at)
+                    offsets.append(found)
+                    at = found + len(token) if found >= 0 else at
+                start, end = offsets[first], offsets[last - 1] + len(json.loads(tokens)[last - 1])
+                yield {
+                    "lang": lang,
+                    "source": source,
+                    "sentence": f"{text[:start]}_{text[end:]}",
+                    "option1": options[0][0],
+                    "option2": options[1][0],
+                    "answer": "1" if options[0][3] else "2",
+                }
 
 
 def _read_squad_json(paths: Sequence[str]) -> datasets.Dataset:
@@ -250,6 +304,7 @@ def _squad_questions(batch: dict[str, list]) -> dict[str, list]:
 
 
 _READERS = {
+    "xwinograd_tsv": _read_xwinograd_tsv,
     "jsonl": _read_jsonl,
     "tsv": _read_tsv,
     "conllu": _read_conllu,

@@ -13,7 +13,7 @@ from datasets.exceptions import DatasetNotFoundError
 
 from xlt_search.data.errors import DataError, DataUnavailable
 from xlt_search.data.layouts import mirror_error, read_files
-from xlt_search.data.sources import fill_placeholders, local_copy
+from xlt_search.data.sources import fill_placeholders, local_copy, share_rows
 from xlt_search.tasks.base import KIND_FIELDS, OPTIONAL_FIELDS, ColumnRef, DataSource, Task
 
 
@@ -82,6 +82,8 @@ def _load_source(
         raise DataError(f"task {task.key}: loading {source.path} ({name}): {detail}") from None
     if source.language_column is not None:
         raw = raw.filter(lambda value: value.startswith(code), input_columns=source.language_column)
+    if split in source.shares:
+        raw = raw.select(share_rows(len(raw), source.shares, split, source.shares_seed))
     return _canonical_columns(task, raw)
 
 
@@ -151,6 +153,8 @@ def _canonical_columns(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
     label_field = {"classification": "label", "multiple_choice": "label", "tagging": "tags"}
     labelled = label_field.get(task.kind)
     needs_lookup = labelled is not None and _is_string(raw.features, plan[labelled])
+    if labelled == "label" and task.labels and all(name.isdigit() for name in task.labels):
+        needs_lookup = True  # numerals: an integer is read as its numeral (1-based answers too)
     if needs_lookup and not task.labels:
         raise DataError(
             f"task {task.key}: its '{plan[labelled]}' column holds strings; declare the task's "
@@ -199,13 +203,13 @@ def _canonical_batch(
         if isinstance(ref, tuple):
             parts = zip(*(batch[column] for column in ref), strict=True)
             out[canonical] = (
-                [list(row) for row in parts]
+                [_present_choices(row) for row in parts]
                 if canonical == "choices"
                 else [" ".join(str(part) for part in row if part) for row in parts]
             )
         elif "." in ref:
-            column, inner = ref.split(".", 1)
-            out[canonical] = [row[inner] for row in batch[column]]
+            column, *inner = ref.split(".")
+            out[canonical] = [_field(row, inner) for row in batch[column]]
         else:
             out[canonical] = batch[ref]
     if labelled == "label":
@@ -220,3 +224,19 @@ def _canonical_batch(
             )
         out["tags"] = [[index[tag] for tag in tags] for tags in out["tags"]]
     return out
+
+
+def _field(value: Any, path: list[str]) -> Any:
+    """A field of a struct column, at any depth (X-CSQA's ``question.choices.text``)."""
+    for name in path:
+        value = value[name]
+    return value
+
+
+def _present_choices(row: tuple) -> list:
+    """The choices of one row, less the empty columns at its end: ARC's ``option_e`` is empty on
+    its four-choice questions, so the answer's index is unchanged."""
+    choices = list(row)
+    while choices and choices[-1] in (None, ""):
+        choices.pop()
+    return choices

@@ -1,5 +1,6 @@
 """Where a task's data is, for one language, and what identifies it: a declaration's placeholders
-filled in, a hub dataset's copy in the mirror, and the digests of values and of files' contents that
+filled in, a hub dataset's copy in the mirror, the rows a split takes of a shared source split,
+and the digests of values and of files' contents that
 fingerprints are made of."""
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from xlt_search.data.errors import DataError
 from xlt_search.tasks.base import DataSource
@@ -58,3 +61,22 @@ def content_digest(files: Sequence[Path]) -> str:
 def digest(*parts: Any) -> str:
     """A hex digest of JSON-serializable `parts` (others by their `str`)."""
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def share_rows(count: int, shares: Mapping[str, float], split: str, seed: int) -> list[int]:
+    """The rows `split` takes of a source split of `count` rows that `shares` carves up.
+
+    The rows are put in one order drawn with NumPy's ``default_rng(seed)`` and cut, in the order
+    `shares` lists the splits, at ``round(cumulative share * count)``; each split keeps its rows in
+    their source order. The draw depends on `count` and `seed` alone, so data that is parallel
+    across languages (Belebele's 900 questions) is split the same way in every language.
+    """
+    order = np.random.default_rng(seed).permutation(count)
+    start, cumulative = 0, 0.0
+    for name, share in shares.items():
+        cumulative += share
+        end = round(cumulative * count)
+        if name == split:
+            return sorted(order[start:end].tolist())
+        start = end
+    raise DataError(f"split '{split}' has no share; the shares are for {', '.join(shares)}")

@@ -115,6 +115,7 @@ def check_tasks(spec: SearchSpec) -> None:
         if task.kind in ("classification", "tagging") and task.num_labels < 2:
             raise SpecError(f"{where}.num_labels: a {task.kind} task needs at least 2 labels")
         _check_files(task, where)
+        _check_shares(task, where)
         for code in task.languages:
             get_language(code, languages)
         for key in task.train_tasks:
@@ -134,6 +135,17 @@ def _check_columns(task: Task, where: str) -> None:
         if name not in task.columns and name not in OPTIONAL_FIELDS:
             raise SpecError(
                 f"{where}.columns: map a column to '{name}' ({task.kind} tasks read it)"
+            )
+
+
+def _check_shares(task: Task, where: str) -> None:
+    """Shares carve splits the source maps, all from one source split, each share in (0, 1]."""
+    for i, source in enumerate(task.sources):
+        targets, shares = {source.splits.get(s) for s in source.shares}, source.shares.values()
+        if shares and (None in targets or len(targets) > 1 or min(shares) <= 0 or sum(shares) > 1):
+            raise SpecError(
+                f"{where}.sources[{i}].shares: every split it names must map (in splits) to one "
+                "and the same source split, with shares above 0 that sum to at most 1"
             )
 
 

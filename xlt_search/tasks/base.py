@@ -70,7 +70,9 @@ class DataSource:
     `data_dir` reads one folder of the repository (a config of the hub's Parquet export,
     ``refs/convert/parquet``, which has folders but no config names). `language_column`, for a
     split that mixes languages (TyDiQA), keeps the rows whose column starts with the language's
-    `language_codes` spelling.
+    `language_codes` spelling. `shares` carves our splits out of one source split that several of
+    them map to (XWinograd and Belebele ship only ``test``): our split -> its share of the rows,
+    drawn once by `shares_seed` (see `share_rows`), the same rows whatever the language.
     """
 
     path: str
@@ -83,6 +85,8 @@ class DataSource:
     data_dir: str | None = None
     language_codes: Mapping[str, str] = field(default_factory=dict)
     language_column: str | None = None
+    shares: Mapping[str, float] = field(default_factory=dict)
+    shares_seed: int = 0
 
     def code(self, language: str) -> str:
         """How this source spells `language` (our ISO code unless `language_codes` says otherwise)."""
@@ -94,8 +98,8 @@ class DataSource:
         return self.data_files is None and "/" in self.path and not self.path.startswith((".", "/"))
 
 
-FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json"]
-FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json")
+FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv"]
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv")
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,11 @@ class FileLayout:
     (a header line, no quoting), ``conllu`` (one row per sentence: ``tokens``, ``upos``), or
     ``squad_json`` (SQuAD's nested JSON, one row per question: ``id``, ``title``, ``context``,
     ``question``, ``answers``). `columns` maps the kind's fields to the columns so read.
-    `language_column`: files that mix languages keep the rows whose column starts with the
-    language's spelling. `home`: where the authors publish the files.
+    ``xwinograd_tsv`` (XWINO's TSV as WinoGrande-style rows: ``lang``, ``source``, ``sentence``
+    with ``_`` for the pronoun, ``option1``, ``option2``, ``answer``). `language_column`: files
+    that mix languages keep the rows whose column starts with the language's spelling. `shares`
+    and `shares_seed`: as a `DataSource`'s, for files that hold one split. `home`: where the
+    authors publish the files.
     """
 
     format: FileFormat
@@ -118,6 +125,8 @@ class FileLayout:
     home: str
     language_codes: Mapping[str, str] = field(default_factory=dict)
     language_column: str | None = None
+    shares: Mapping[str, float] = field(default_factory=dict)
+    shares_seed: int = 0
 
     def code(self, language: str) -> str:
         """How the files spell `language` (our ISO code unless `language_codes` says otherwise)."""
@@ -175,6 +184,9 @@ class Task:
             revision = f", revision {source.revision}" if source.revision else ""
             splits = ", ".join(f"{ours}={theirs}" for ours, theirs in source.splits.items())
             lines.append(f"  source      {source.path}{config}{revision} ({splits})")
+            if source.shares:
+                shared = ", ".join(f"{split} {share:g}" for split, share in source.shares.items())
+                lines.append(f"              rows shared out: {shared} (seed {source.shares_seed})")
             if source.data_files:
                 lines += [
                     f"              {split}: {files}" for split, files in source.data_files.items()

@@ -12,13 +12,14 @@ from xlt_search.tasks import (
     nli,
     paraphrase,
     qa,
+    reasoning,
     retrieval,
     synthetic,
     tagging,
 )
 from xlt_search.tasks.base import Language, Task
 
-_FAMILIES = (nli, paraphrase, qa, commonsense, tagging, retrieval, synthetic)
+_FAMILIES = (nli, paraphrase, qa, commonsense, reasoning, tagging, retrieval, synthetic)
 REGISTRY: dict[str, Task] = {task.key: task for family in _FAMILIES for task in family.TASKS}
 LANGUAGES: dict[str, Language] = {
     lang.code: lang for lang in (*languages.LANGUAGES, *synthetic.LANGUAGES)

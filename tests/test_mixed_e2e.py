@@ -50,6 +50,15 @@ def test_the_matrix_is_logged_for_every_trial_and_the_far_familys_gap_is_recover
     cells = [mixed_metric("syn_nli", f"{a}-{b}") for a in LANGUAGES for b in LANGUAGES]
     summaries = [mixed_metric("syn_nli", name) for name in ("diagonal", "off_diagonal", "gap")]
     assert trials[cells + summaries].notna().all().all()  # every cell, every trial
+    # The alignment diagnostic, from syn_nli's parallel rows: a close language shares most of
+    # English's words, a far one few, so English finds its translations in the close family more
+    # often, before the map as after it.
+    aligned = trials[[f"align.{lang}{part}" for lang in LANGUAGES[1:] for part in ("", ".before")]]
+    assert aligned.notna().all().all() and ((aligned >= 0) & (aligned <= 1)).all().all()
+    for part in ("", ".before"):
+        close = trials[[f"align.xc1{part}", f"align.xc2{part}"]].mean(axis=1)
+        far = trials[[f"align.xf1{part}", f"align.xf2{part}"]].mean(axis=1)
+        assert (close > far).all(), (part, close.tolist(), far.tolist())
 
     client = mlflow.MlflowClient(uri)
     (parent,) = client.search_runs(

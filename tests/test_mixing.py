@@ -162,6 +162,11 @@ def test_a_trial_reports_every_cell_once_from_cells_prepared_once(
     off = sum(v for k, v in cells.items() if k.split("-")[0] != k.split("-")[1]) / 6
     assert final[mixed_metric("toy_nli", "diagonal")] == pytest.approx(diagonal)
     assert final[mixed_metric("toy_nli", "gap")] == pytest.approx(diagonal - off)
+    # The alignment diagnostic: English against each other mixed language, at the final report
+    assert all(not any(k.startswith("align.") for k in r) for r in reports[:-1])
+    aligned = {k for k in final if k.startswith("align.")}
+    assert aligned == {"align.ta", "align.tb", "align.ta.before", "align.tb.before"}
+    assert all(0.0 <= final[k] <= 1.0 for k in aligned)
 
 
 FAMILIES = {"en": "english", "c1": "close", "c2": "close", "f1": "far", "f2": "far"}

@@ -45,6 +45,8 @@ BUDGET_STEPS = "budget_steps"  # the optimizer steps the trial has taken, both p
 # At a trial's final report, per target with mixed languages: `mixed.<target>.<l1>-<l2>` for each
 # cell (the target's metric, l1's part first), and its diagonal, off-diagonal and gap means.
 MIXED = "mixed"
+# The alignment diagnostic (trial/alignment.py): align.<lang>, align.<lang>.before.
+ALIGN = "align"
 MIXED_SUMMARIES: tuple[str, ...] = ("diagonal", "off_diagonal", "gap")
 
 

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlt_search import tracking
-from xlt_search.analysis import chance, controls, curves, labels, mixed, robustness, summary
+from xlt_search.analysis import (
+    alignment,
+    chance,
+    controls,
+    curves,
+    labels,
+    mixed,
+    robustness,
+    summary,
+)
 from xlt_search.analysis import contributions as contrib
 from xlt_search.analysis.best import BestConfiguration, best_configuration, parent_marks
 from xlt_search.analysis.chance import LearningCheck
@@ -89,7 +98,7 @@ def write_report(
     gains_heatmap.png, target_agreement.csv, seed_agreement.csv, task_targets.csv,
     rank_agreement.png, controls.csv (each control against the baseline), labels.csv (accuracy
     per label), the mixed-language matrices when a target has mixed languages (`analysis.mixed`),
-    and summary.md.
+    alignment.csv/.png when trials measured alignment (`analysis.alignment`), and summary.md.
 
     Curves use completed trials. Contributions and gains use the trials that count (completed
     or early-stopped), read at the last budget_steps all of them reached: the final scores when
@@ -166,7 +175,10 @@ def write_report(
     mixed_files, mixed_section = mixed.write_mixed(
         spec, controls.candidates(trials), found, tags, out_dir
     )
-    files += mixed_files
+    align_files, align_section = alignment.write_alignment(
+        controls.candidates(trials), families, out_dir, spec.seed
+    )
+    files += mixed_files + align_files
     scores = [m for m in curves.curve_metrics(trials) if not m.startswith("family.")]
     compared = controls.control_table(trials, scores)
     per_label = labels.label_table(trials, found)
@@ -189,7 +201,7 @@ def write_report(
     )
     files.append(out_dir / SUMMARY_NAME)
     text = summary.markdown(spec, parent_run_id, report, variance)
-    files[-1].write_text("\n".join([text.rstrip("\n"), *mixed_section]) + "\n")
+    files[-1].write_text("\n".join([text.rstrip("\n"), *mixed_section, *align_section]) + "\n")
     progress(f"report: wrote {len(files)} files to {out_dir}")
     return dataclasses.replace(report, files=tuple(files))
 

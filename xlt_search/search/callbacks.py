@@ -21,6 +21,7 @@ from ray.tune import Callback
 
 from xlt_search import subsets
 from xlt_search.names import (
+    ALIGN,
     COMPLETED,
     CONTROL_PARAM,
     EARLY_STOPPED,
@@ -138,7 +139,7 @@ def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str,
 def _is_metric(key: str) -> bool:
     """Ours, not Tune's bookkeeping (time_this_iter_s, training_iteration, ...)."""
     ours = ("score", "loss", "budget_steps", "final", "phase", "restored_from")
-    return key in ours or key.split(".")[0] in ("score", "lang", "family", MIXED, "label")
+    return key in ours or key.split(".")[0] in ("score", "lang", "family", MIXED, "label", ALIGN)
 
 
 def _ended_status(trial: Any) -> TrialStatus:

@@ -12,7 +12,8 @@ protocol (Phang et al. 2020, X-STILTs):
    retrieval target (Tatoeba) is not fine-tuned: it scores the intermediate encoder as it is;
 4. the score: per target the mean over its non-English dev sets, then the mean over targets;
    at the final report, a target with mixed languages is also scored on every cell l1-l2 of its
-   mixed-language instances (`scoring.mixed_scores`).
+   mixed-language instances (`scoring.mixed_scores`), and the encoder the intermediate phase left
+   is measured for alignment on the targets' parallel rows (`alignment`).
 
 `budget_steps` counts optimizer steps of the intermediate phase and the target fine-tunes (not the
 probes'): it is the axis ASHA compares trials on. Every report carries a checkpoint writer, and
@@ -30,6 +31,7 @@ import torch
 from transformers import PreTrainedModel
 
 from xlt_search.data import BatchStream, PreparedData
+from xlt_search.trial.alignment import alignment_metrics
 from xlt_search.trial.checkpoint import (
     read_state,
     restore_intermediate,
@@ -258,6 +260,8 @@ def target_phase(
             if final:  # the mixed-language matrices: once, on the finished fine-tunes
                 for tune in tunes:
                     metrics.update(mixed_scores(tune, data, config, device))
+                # and the alignment of the encoder as the intermediate phase left it
+                metrics.update(alignment_metrics(encoder, config, data, intermediate_encoder))
             report(metrics, save_state)
     return metrics
 

@@ -51,7 +51,6 @@ def control_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     interval of that difference over the seeds both completed (paired by seed: the same seed
     draws the same initial head and batch order), where two seeds or more allow one."""
     import pandas as pd
-    from scipy import stats
 
     done = trials[trials["status"] == COMPLETED]
     controls = done[is_control(done)]
@@ -63,11 +62,7 @@ def control_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             theirs = runs.set_index("seed")[metric].astype(float).dropna()
             paired = (ours - theirs).dropna()
             difference = float(ours.mean() - theirs.mean())
-            low = high = math.nan
-            if len(paired) > 1:
-                half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(paired) - 1) * paired.std(ddof=1)
-                half /= math.sqrt(len(paired))
-                low, high = paired.mean() - half, paired.mean() + half
+            low, high = paired_interval(paired)
             rows.append(
                 {
                     "control": control,
@@ -82,6 +77,17 @@ def control_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def paired_interval(differences: pd.Series) -> tuple[float, float]:
+    """The Student-t 95% interval of the mean of paired differences; NaNs with fewer than two."""
+    from scipy import stats
+
+    if len(differences) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(differences) - 1) * differences.std(ddof=1)
+    half /= math.sqrt(len(differences))
+    return float(differences.mean() - half), float(differences.mean() + half)
 
 
 def verdict(difference: float, low: float, high: float) -> str:

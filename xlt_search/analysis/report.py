@@ -19,6 +19,7 @@ from xlt_search.analysis import (
     chance,
     controls,
     curves,
+    grid,
     labels,
     mixed,
     robustness,
@@ -98,7 +99,8 @@ def write_report(
     gains_heatmap.png, target_agreement.csv, seed_agreement.csv, task_targets.csv,
     rank_agreement.png, controls.csv (each control against the baseline), labels.csv (accuracy
     per label), the mixed-language matrices when a target has mixed languages (`analysis.mixed`),
-    alignment.csv/.png when trials measured alignment (`analysis.alignment`), and summary.md.
+    alignment.csv/.png when trials measured alignment (`analysis.alignment`), grid.csv with a grid
+    hyperparameter (`analysis.grid`), and summary.md.
 
     Curves use completed trials. Contributions and gains use the trials that count (completed
     or early-stopped), read at the last budget_steps all of them reached: the final scores when
@@ -182,7 +184,9 @@ def write_report(
     scores = [m for m in curves.curve_metrics(trials) if not m.startswith("family.")]
     compared = controls.control_table(trials, scores)
     per_label = labels.label_table(trials, found)
-    for name, frame in ((controls.CSV_NAME, compared), (labels.CSV_NAME, per_label)):
+    grids = grid.grid_table(spec, controls.candidates(trials))
+    written = [(controls.CSV_NAME, compared), (labels.CSV_NAME, per_label)]
+    for name, frame in written + ([(grid.CSV_NAME, grids)] if len(grids) else []):
         files.append(out_dir / name)
         frame.to_csv(files[-1], index=False)
     report = Report(
@@ -201,7 +205,9 @@ def write_report(
     )
     files.append(out_dir / SUMMARY_NAME)
     text = summary.markdown(spec, parent_run_id, report, variance)
-    files[-1].write_text("\n".join([text.rstrip("\n"), *mixed_section, *align_section]) + "\n")
+    files[-1].write_text(
+        "\n".join([text.rstrip("\n"), *mixed_section, *align_section, *grid.section(grids)]) + "\n"
+    )
     progress(f"report: wrote {len(files)} files to {out_dir}")
     return dataclasses.replace(report, files=tuple(files))
 
@@ -294,22 +300,22 @@ def _plot_gains(gains: pd.DataFrame, tasks: list[str], path: Path, title: str) -
     if gains.empty:
         axes.text(0.5, 0.5, "too few trials for gains", ha="center", transform=axes.transAxes)
     else:
-        grid = gains.pivot_table(index="task", columns=["target", "language"], values="gain")
-        grid = grid.reindex(tasks)
-        limit = float(abs(grid.to_numpy()).max()) or 1.0
-        image = axes.imshow(grid.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-        axes.set_yticks(range(len(grid.index)), grid.index)
+        cells = gains.pivot_table(index="task", columns=["target", "language"], values="gain")
+        cells = cells.reindex(tasks)
+        limit = float(abs(cells.to_numpy()).max()) or 1.0
+        image = axes.imshow(cells.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        axes.set_yticks(range(len(cells.index)), cells.index)
         axes.set_xticks(
-            range(len(grid.columns)),
-            [f"{target} {language}" for target, language in grid.columns],
+            range(len(cells.columns)),
+            [f"{target} {language}" for target, language in cells.columns],
             fontsize="small",
             rotation=60,
             ha="right",
         )
-        if grid.size <= 400:
+        if cells.size <= 400:
             for (row, column), value in zip(
-                ((r, c) for r in range(grid.shape[0]) for c in range(grid.shape[1])),
-                grid.to_numpy().ravel(),
+                ((r, c) for r in range(cells.shape[0]) for c in range(cells.shape[1])),
+                cells.to_numpy().ravel(),
                 strict=True,
             ):
                 axes.text(column, row, f"{value:+.2f}", ha="center", va="center", fontsize=7)

@@ -99,6 +99,7 @@ def test_the_registry_is_the_zoo() -> None:
     for task in REGISTRY.values():
         assert task.metric in METRICS_BY_KIND[task.kind], task.key
         assert set(task.languages) <= set(LANGUAGES), task.key
+        assert task.train_languages[0] == "en" and set(task.train_languages) <= set(LANGUAGES)
         for key in task.train_tasks:
             assert REGISTRY[key].kind == task.kind and REGISTRY[key].languages == ("en",)
     for language in LANGUAGES.values():
@@ -117,6 +118,8 @@ def test_every_task_loads_trains_and_scores_in_each_language(
     trains = task.kind != "retrieval"
     train_keys = (task.train_tasks or (key,)) if trains else ()
     requests = [SplitRequest(k, "train", "en") for k in train_keys]
+    # translate-train copies: every language the task declares training data in
+    requests += [SplitRequest(key, "train", lang) for lang in task.train_languages[1:]]
     requests += [SplitRequest(key, "validation", lang) for lang in task.languages]
     data = _prepare(requests, registry, mirror, encoder, tmp_path_factory.mktemp("prepared"))
     for request in requests:

@@ -72,5 +72,13 @@ TASK_SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "uniform")
 # Robust training (trial/robust.py): the spec's `robust_training` values, and `robust_phases`:
 # the target fine-tunes (and their probes) only, or the intermediate phase as well.
 NO_ROBUST_TRAINING = "none"
+
+
+def split_languages(value: str) -> tuple[str, ...]:
+    """The languages of an `intermediate_languages` value, in order ("en+de" -> ("en", "de")):
+    those the intermediate phase trains on (English, translations of its tasks, or both)."""
+    return tuple(code.strip() for code in str(value).split("+"))
+
+
 ROBUST_TRAINING: tuple[str, ...] = (NO_ROBUST_TRAINING, "rs_rp", "adversarial")
 ROBUST_PHASES: tuple[str, ...] = ("target", "all")

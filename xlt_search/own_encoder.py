@@ -42,7 +42,9 @@ def spec_words(
     from xlt_search.search import target_configs
     from xlt_search.trial import required_splits
 
-    requests = required_splits(spec.pool, target_configs(spec), spec.registry)
+    requests = required_splits(
+        spec.pool, target_configs(spec), spec.registry, languages=spec.intermediate_languages
+    )
     words: dict[str, None] = {}
     for number, request in enumerate(requests, 1):
         task = spec.registry[request.task]

@@ -167,7 +167,13 @@ def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
     print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")
     started = time.perf_counter()
     data = prepare_data(
-        required_splits(spec.pool, target_configs(spec), spec.registry, spec.subsets.controls),
+        required_splits(
+            spec.pool,
+            target_configs(spec),
+            spec.registry,
+            spec.subsets.controls,
+            spec.intermediate_languages,
+        ),
         tokenizer=model,
         max_seq_length=spec.data.max_seq_length,
         max_train_examples=spec.data.max_train_examples,

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from xlt_search.names import split_languages
 from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, Language, Task
 
 # The trial's tunable fields (trial.TrialConfig), with the type a value must have.
@@ -25,6 +26,7 @@ HYPERPARAMETERS: dict[str, type] = {
     "robust_training": str,
     "robust_epsilon": float,
     "robust_phases": str,
+    "intermediate_languages": str,
 }
 
 # The domains a spec may write for a hyperparameter (a plain value is a constant). `grid` runs
@@ -168,6 +170,13 @@ class SearchSpec:
         if self.subsets.baseline is None:
             return self.subsets.sampler != "optuna"
         return self.subsets.baseline
+
+    @property
+    def intermediate_languages(self) -> tuple[str, ...]:
+        """Every language some trial's intermediate phase trains on (English by default)."""
+        domain = self.hyperparameters.get("intermediate_languages")
+        values = domain.values if domain is not None else ("en",)
+        return tuple(dict.fromkeys(code for v in values for code in split_languages(v)))
 
     @property
     def grid_points(self) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from xlt_search.errors import SpecError, did_you_mean
-from xlt_search.names import ROBUST_PHASES, ROBUST_TRAINING, TASK_SAMPLERS
+from xlt_search.names import ROBUST_PHASES, ROBUST_TRAINING, TASK_SAMPLERS, split_languages
 from xlt_search.spec.schema import SearchSpec
 
 # Past this many optimizer steps a phase is a slip, not a plan (the shipped specs train 20,000).
@@ -117,9 +117,32 @@ def check_hyperparameters(spec: SearchSpec) -> None:
         bad = [v for v in numbers if not math.isfinite(v) or v < 0]
         if bad:
             raise SpecError(f"hyperparameters.{name}: {bad[0]}: values must be finite and >= 0")
+    _check_intermediate_languages(spec)
     batch_domain = spec.hyperparameters.get("per_device_batch_size")
     if batch_domain and min(batch_domain.values) < 1:
         raise SpecError(
             f"hyperparameters.per_device_batch_size: {min(batch_domain.values)} is no batch; it "
             "must be at least 1 (e.g. per_device_batch_size: 16)"
         )
+
+
+def _check_intermediate_languages(spec: SearchSpec) -> None:
+    """Each `intermediate_languages` value names languages every pool task has training data in."""
+    domain = spec.hyperparameters.get("intermediate_languages")
+    registry = spec.registry
+    for value in domain.values if domain else ():
+        codes = split_languages(value)
+        if not all(codes) or len(set(codes)) != len(codes):
+            raise SpecError(
+                f"hyperparameters.intermediate_languages: '{value}' is no list of languages; "
+                "join distinct language codes with + (e.g. en, en+de+zh, de+zh)"
+            )
+        for key in spec.pool:
+            lacking = [code for code in codes if code not in registry[key].train_languages]
+            if lacking:
+                raise SpecError(
+                    f"hyperparameters.intermediate_languages: '{value}': {key} has no "
+                    f"{lacking[0]} training data (it trains in "
+                    f"{', '.join(registry[key].train_languages)}); use a pool of tasks with "
+                    "translations in it (their train_languages), or leave the language out"
+                )

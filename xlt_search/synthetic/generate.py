@@ -285,13 +285,16 @@ def write_data(world: World, data_root: Path) -> None:
     for key in TARGET_KEYS + DEFAULT_POOL:
         folder = data_root / key
         folder.mkdir(parents=True)
-        _write(folder / "train.en.jsonl", _draw(key, "train", TRAIN_SIZE, world), world, "en")
         if key in TARGET_KEYS:
+            _write(folder / "train.en.jsonl", _draw(key, "train", TRAIN_SIZE, world), world, "en")
             for split in ("validation", "test"):
                 examples = list(_draw(key, split, EVAL_SIZE, world))
                 for language in ALL_LANGUAGES:
                     _write(folder / f"{split}.{language}.jsonl", examples, world, language)
-        else:
+        else:  # English training data and its translations (translate-train), English dev
+            examples = list(_draw(key, "train", TRAIN_SIZE, world))
+            for language in ALL_LANGUAGES:
+                _write(folder / f"train.{language}.jsonl", examples, world, language)
             examples = list(_draw(key, "validation", EVAL_SIZE, world))
             _write(folder / "validation.en.jsonl", examples, world, "en")
 

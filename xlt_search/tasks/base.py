@@ -139,7 +139,9 @@ class Task:
 
     `sources` are read in order and concatenated, split by split (ANLI+ is ANLI's three rounds,
     MNLI and SNLI); a source that lacks a split adds nothing to it. `languages` are the languages
-    the task has evaluation data in ("en" first when it has English). A target trains on the
+    the task has evaluation data in ("en" first when it has English); `train_languages` those it
+    has training data in (English, and translate-train copies: an intermediate phase may train
+    on them, `intermediate_languages`). A target trains on the
     English training data of `train_tasks` in order (XCOPA: SIQA then COPA); empty means its own
     English train split; a retrieval target trains on nothing. `labels` names the classes (tags)
     in index order, and maps string labels in the data to their index. `unanswerable`: a span
@@ -156,6 +158,7 @@ class Task:
     num_labels: int
     metric: str
     languages: tuple[str, ...] = ("en",)
+    train_languages: tuple[str, ...] = ("en",)
     train_tasks: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     unanswerable: bool = False
@@ -207,6 +210,8 @@ class Task:
             named = f": {', '.join(self.labels)}" if self.labels else ""
             lines.append(f"  labels      {self.num_labels}{named}")
         lines.append(f"  languages   {', '.join(self.languages)}")
+        if self.train_languages != ("en",):
+            lines.append(f"  trains in   {', '.join(self.train_languages)}")
         if self.train_tasks:
             lines.append(f"  trains on   {' then '.join(self.train_tasks)} (English)")
         if self.unanswerable:

@@ -39,6 +39,8 @@ TASKS: tuple[Task, ...] = (
         num_labels=2,
         metric="accuracy",
         languages=("en", "de", "es", "fr", "ja", "ko", "zh"),
+        # the hub's train split per language: English PAWS and its machine translations
+        train_languages=("en", "de", "es", "fr", "ja", "ko", "zh"),
         train_tasks=("paws",),
         labels=("0", "1"),
         description="cross-lingual PAWS, 7 languages; trains on English PAWS",

@@ -27,10 +27,12 @@ ALL_LANGUAGES: tuple[str, ...] = ("en", *(language.code for language in LANGUAGE
 
 
 def _english_only(key: str) -> DataSource:
+    """An intermediate task's files: English validation data, training data in every language
+    (English, and its translations: the same examples in each synthetic language's words)."""
     return DataSource(
         path="json",
         data_files={
-            "train": f"{{synthetic_root}}/data/{key}/train.en.jsonl",
+            "train": f"{{synthetic_root}}/data/{key}/train.{{lang}}.jsonl",
             "validation": f"{{synthetic_root}}/data/{key}/validation.en.jsonl",
         },
         splits={"train": "train", "validation": "validation"},
@@ -96,6 +98,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_sentiment",
         kind="classification",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_sentiment"),),
         columns=_SINGLE,
         num_labels=2,
@@ -105,6 +108,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_topic_choice",
         kind="multiple_choice",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_topic_choice"),),
         columns=_CHOICE,
         num_labels=4,
@@ -114,6 +118,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_pole_tags",
         kind="tagging",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_pole_tags"),),
         columns=_TAGS,
         num_labels=2,
@@ -123,6 +128,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_pole_span",
         kind="span",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_pole_span"),),
         columns=_SPAN,
         num_labels=2,
@@ -133,6 +139,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_kind",
         kind="classification",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_kind"),),
         columns=_SINGLE,
         num_labels=4,
@@ -142,6 +149,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_next_choice",
         kind="multiple_choice",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_next_choice"),),
         columns=_CHOICE,
         num_labels=4,
@@ -151,6 +159,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_kind_tags",
         kind="tagging",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_kind_tags"),),
         columns=_TAGS,
         num_labels=4,
@@ -160,6 +169,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_kind_span",
         kind="span",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_kind_span"),),
         columns=_SPAN,
         num_labels=2,
@@ -169,6 +179,7 @@ INTERMEDIATE: tuple[Task, ...] = (
     Task(
         key="syn_stance",
         kind="classification",
+        train_languages=ALL_LANGUAGES,
         sources=(_english_only("syn_stance"),),
         columns=_PAIR,
         num_labels=2,

@@ -12,7 +12,7 @@ import torch
 
 from xlt_search.data import SplitRequest
 from xlt_search.errors import UnknownTaskError, did_you_mean
-from xlt_search.names import NO_ROBUST_TRAINING
+from xlt_search.names import NO_ROBUST_TRAINING, split_languages
 from xlt_search.tasks.base import Task
 from xlt_search.trial.robust import Robustness
 
@@ -71,6 +71,9 @@ class TrialConfig:
     robust_training: str = NO_ROBUST_TRAINING  # one of names.ROBUST_TRAINING
     robust_epsilon: float = 0.1  # each token's perturbation, relative to its embedding's norm
     robust_phases: str = "target"  # "all": the intermediate phase trains robustly too
+    # the languages of the intermediate phase's training data, "+"-joined: "en", "en+de+zh"
+    # (English and translations), "de+zh" (translations only)
+    intermediate_languages: str = "en"
     seed: int = 0
     num_threads: int = 1
     device: str = "cpu"
@@ -95,6 +98,11 @@ class TrialConfig:
         if self.precision == "auto" and cuda and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
+
+    @property
+    def intermediate_codes(self) -> tuple[str, ...]:
+        """The languages the intermediate phase trains on, in order."""
+        return split_languages(self.intermediate_languages)
 
     def robustness(self, phase: Phase) -> Robustness:
         """How the steps of `phase` compute their gradient (trial/robust.py); the probes are
@@ -132,9 +140,11 @@ def required_splits(
     targets: Sequence[TargetConfig],
     registry: Mapping[str, Task] | None = None,
     controls: Sequence[str] = (),
+    languages: Sequence[str] = ("en",),
 ) -> list[SplitRequest]:
     """Every split a trial over `tasks` (or any subset of them) and `targets` reads, and for
     each of `controls` the fine-tuned targets' training splits as that control trains on them.
+    `languages`: those the intermediate tasks' training data is read in (translate-train).
 
     `registry` defaults to the task registry.
     """
@@ -142,7 +152,7 @@ def required_splits(
         from xlt_search.tasks import REGISTRY
 
         registry = REGISTRY
-    requests = [SplitRequest(key, "train", "en") for key in tasks]
+    requests = [SplitRequest(key, "train", lang) for key in tasks for lang in languages]
     for target in targets:
         if target.task not in registry:
             raise UnknownTaskError(

@@ -4,8 +4,8 @@ Plain Python (no Ray, no MLflow): it runs in a test, a notebook or a Tune traina
 protocol (Phang et al. 2020, X-STILTs):
 
 1. load the pretrained encoder;
-2. intermediate phase: multi-task training on the trial's subset of English tasks, one head per
-   task, batches drawn by a task sampler; every `report_every_steps` a *probe* scores the encoder so
+2. intermediate phase: multi-task training on the trial's subset of English tasks (or their
+   translations: `intermediate_languages`), one head per task, batches drawn by a task sampler; every `report_every_steps` a *probe* scores the encoder so
    far (a short fine-tune of a copy on each target's English data, then zero-shot evaluation);
 3. target phase: one copy of the intermediate encoder per target, fine-tuned on the target's English
    training data, the copies stepped in turn and evaluated every `report_every_steps`; a
@@ -54,6 +54,7 @@ from xlt_search.trial.task_sampler import TaskSampler
 from xlt_search.trial.training import (
     FineTune,
     forked_rng,
+    intermediate_data,
     make_optimizer,
     mean_loss,
     stable_seed,
@@ -106,7 +107,7 @@ def intermediate_phase(
     model.to(device).train()  # from_pretrained gives a model in eval mode: dropout off
     streams = {
         key: BatchStream(
-            data.load(key, "train", "en"),
+            intermediate_data(data, key, config.intermediate_codes),
             task.kind,
             data.pad_token_id,
             config.per_device_batch_size,

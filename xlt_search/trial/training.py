@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import datasets
 import torch
 from transformers import PreTrainedModel
 
@@ -101,6 +102,14 @@ def forked_rng(device: torch.device, seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def intermediate_data(data: PreparedData, key: str, languages: Sequence[str]) -> datasets.Dataset:
+    """An intermediate task's training rows in `languages` (its English data, its translations),
+    one language after the other: the task's stream shuffles them together, and the task sampler
+    weighs the task by all of them."""
+    splits = [data.load(key, "train", lang) for lang in languages]
+    return splits[0] if len(splits) == 1 else datasets.concatenate_datasets(splits)
 
 
 class TargetBatches:

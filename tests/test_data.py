@@ -247,6 +247,33 @@ def test_retrieval_rows_hold_both_sentences(toy_world: ToyWorld, tokenizer) -> N
     assert batch["candidate_mask"].tolist() == [[1, 1, 1]]
 
 
+def test_parallel_pairs_train_as_one_batch_of_both_sides(toy_world: ToyWorld, tokenizer) -> None:
+    task = dataclasses.replace(
+        toy_world.tasks["toy_nli"],
+        kind="parallel",
+        columns={"source": "text_a", "target": "text_b"},
+        num_labels=0,
+    )
+    raw = datasets.Dataset.from_list(
+        [{"source": "w1 w2 w3", "target": "w7"}, {"source": "w5", "target": "w8 w9"}]
+    )
+    rows = tokenize(task, raw, tokenizer, max_seq_length=32)
+    second = tokenizer.convert_ids_to_tokens(rows[1]["candidate_ids"])
+    assert second == ["<s>", "w8", "w9", "</s>"]
+    stream = BatchStream(rows, "parallel", tokenizer.pad_token_id, batch_size=2, seed=0)
+    batch = stream.next()
+    # the English sentences, then their translations in the same order, padded to the longest
+    ids = batch["input_ids"].tolist()
+    english = {tuple(tokenizer.convert_ids_to_tokens(ids[i])[1:3]) for i in (0, 1)}
+    assert english == {("w1", "w2"), ("w5", "</s>")}
+    for i in (0, 1):
+        first = tokenizer.convert_ids_to_tokens(ids[i])[1]
+        assert tokenizer.convert_ids_to_tokens(ids[i + 2])[1] == {"w1": "w7", "w5": "w8"}[first]
+    assert batch["attention_mask"].sum(1).tolist() == [
+        len(ids[i]) - ids[i].count(tokenizer.pad_token_id) for i in range(4)
+    ]
+
+
 def test_prepared_splits_are_torch_formatted_and_picklable(prepared: PreparedData) -> None:
     split = prepared.load("toy_nli", "train", "en")
     assert len(split) == 300

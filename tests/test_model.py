@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import ToyWorld
 
 from xlt_search.data import collate
-from xlt_search.trial import MultiTaskModel, decode_spans, load_encoder, pick_answers
+from xlt_search.trial import (
+    RANKING_TEMPERATURE,
+    MultiTaskModel,
+    TranslationRanking,
+    decode_spans,
+    load_encoder,
+    pick_answers,
+)
 
 HEADS = {
     "cls": ("classification", 3),
     "mc": ("multiple_choice", 2),
     "tag": ("tagging", 4),
     "span": ("span", 2),
+    "par": ("parallel", 0),
 }
 
 
@@ -59,6 +69,45 @@ def test_every_head_gives_its_logits_and_a_loss(model: MultiTaskModel) -> None:
     assert start.shape == end.shape == (2, 4) and loss.ndim == 0
     # padding can be neither start nor end
     assert start[1, 3] == torch.finfo(start.dtype).min
+
+
+def _pairs(english: torch.Tensor, translations: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Planted hidden states: one token per sentence, its embedding the vector given."""
+    hidden = torch.cat([english, translations])[:, None, :]
+    return hidden, {"attention_mask": torch.ones(len(hidden), 1, dtype=torch.long)}
+
+
+def test_translation_ranking_recovers_planted_pairs_and_finds_none_in_mismatched_ones() -> None:
+    n, ranking = 4, TranslationRanking()
+    basis = torch.eye(n, 8)  # orthogonal sentences; each translation embedded as its sentence
+    loss, logits = ranking(*_pairs(basis, 3 * basis))  # the norm does not matter: cosines
+    assert logits.argmax(1).tolist() == list(range(n))
+    # each row: the right translation at cosine 1, the other n - 1 at cosine 0
+    scale = 1 / RANKING_TEMPERATURE
+    assert loss.item() == pytest.approx(math.log(1 + (n - 1) * math.exp(-scale)), abs=1e-6)
+    # translations paired with the wrong sentence: the right one scores 0, a wrong one 1 / T
+    mismatched, _ = ranking(*_pairs(basis, basis.roll(1, 0)))
+    assert mismatched.item() == pytest.approx(math.log(math.exp(scale) + n - 1), rel=1e-6)
+    # nothing to tell the pairs apart (every sentence the same): chance, log n
+    same, _ = ranking(*_pairs(torch.ones(n, 8), torch.ones(n, 8)))
+    assert same.item() == pytest.approx(math.log(n), rel=1e-6)
+
+
+def test_a_parallel_batch_trains_the_encoder_through_the_model(model: MultiTaskModel) -> None:
+    rows = {"input_ids": [[0, 5, 6, 2], [0, 7, 2]], "candidate_ids": [[0, 8, 2], [0, 9, 10, 2]]}
+    batch = collate("parallel", rows, 1)
+    assert batch["input_ids"].shape == (4, 4)
+    model.train()
+    try:
+        model.zero_grad()
+        loss, logits = model("par", batch)
+        assert logits.shape == (2, 2) and loss.ndim == 0
+        loss.backward()
+        assert model.encoder.embeddings.word_embeddings.weight.grad[8].abs().sum() > 0
+        assert list(model.heads["par"].parameters()) == []  # no head: the loss alone
+    finally:
+        model.zero_grad()
+        model.eval()
 
 
 def test_a_batch_without_labels_has_no_loss(model: MultiTaskModel) -> None:

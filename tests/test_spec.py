@@ -324,6 +324,34 @@ def test_retrieval_tasks_train_nothing() -> None:
     assert spec.max_budget_steps == budget.intermediate_steps + 2 * budget.target_steps
 
 
+def test_a_parallel_task_trains_but_is_never_a_target() -> None:
+    raw = quickstart()
+    raw["pool"] = raw["pool"][:2] + ["tatoeba_parallel"]
+    raw["subsets"]["sizes"] = [1]
+    assert "tatoeba_parallel" in parse_spec(raw).pool
+    raw["targets"].append({"task": "tatoeba_parallel"})
+    assert "tatoeba_parallel is a parallel task" in _error(raw)
+
+
+def test_a_pool_task_may_not_train_on_a_target_s_scored_rows() -> None:
+    raw = quickstart()
+    raw["pool"] = raw["pool"][:2] + ["tatoeba_parallel"]
+    raw["subsets"]["sizes"] = [1]
+    raw["targets"].append({"task": "tatoeba", "languages": ["de"]})
+    message = _error(raw)
+    assert "tatoeba_parallel trains on google/xtreme tatoeba.deu validation" in message
+    assert "target tatoeba is scored on" in message
+    # tatoeba scored on languages whose pairs the pool does not train on: nothing shared
+    raw["tasks"] = {
+        "tatoeba_parallel": {
+            "sources": [
+                {"path": "google/xtreme", "name": "tatoeba.fra", "splits": {"train": "validation"}}
+            ]
+        }
+    }
+    assert parse_spec(raw).pool[-1] == "tatoeba_parallel"
+
+
 def test_caps_must_be_positive_and_name_known_tasks() -> None:
     raw = quickstart()
     raw["data"]["max_train_examples_per_task"] = {"mnlii": 10}

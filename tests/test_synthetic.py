@@ -230,6 +230,9 @@ def test_every_word_is_a_token_and_inputs_are_short(suite: Path) -> None:
                 ids = tokenizer(row[first["context"]], longest)["input_ids"]
             elif task.kind == "tagging":
                 ids = tokenizer(row[first["tokens"]], is_split_into_words=True)["input_ids"]
+            elif task.kind == "parallel":  # each side its own sequence
+                ids = tokenizer(row["target"])["input_ids"]
+                assert tokenizer.unk_token_id not in tokenizer(row["source"])["input_ids"]
             else:
                 ids = tokenizer(row[first["question"]], row[first["context"]])["input_ids"]
             assert tokenizer.unk_token_id not in ids, (task.key, row)
@@ -238,8 +241,10 @@ def test_every_word_is_a_token_and_inputs_are_short(suite: Path) -> None:
 
 def test_planted_relatedness_covers_the_pool() -> None:
     assert len(DEFAULT_POOL) == 9 and set(DEFAULT_POOL) <= set(SYNTHETIC)
-    # every kind that trains (retrieval does not)
-    assert {SYNTHETIC[key].kind for key in DEFAULT_POOL} == set(KIND_FIELDS) - {"retrieval"}
+    # every kind that trains (retrieval does not; parallel is opt-in: syn_parallel)
+    kinds = set(KIND_FIELDS) - {"retrieval", "parallel"}
+    assert {SYNTHETIC[key].kind for key in DEFAULT_POOL} == kinds
+    assert SYNTHETIC["syn_parallel"].kind == "parallel" and "syn_parallel" not in DEFAULT_POOL
     assert set(RELATEDNESS) == set(TARGETS)
     for target, planted in RELATEDNESS.items():
         assert set(planted) == set(DEFAULT_POOL), target

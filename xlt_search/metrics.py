@@ -21,6 +21,8 @@ METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
     "tagging": ("accuracy", "f1", "entity_f1"),
     "span": ("exact_match", "f1"),
     "retrieval": ("accuracy",),
+    # A parallel task only trains (it is refused as a target): its metric is never computed.
+    "parallel": ("none",),
 }
 
 

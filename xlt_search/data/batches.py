@@ -20,6 +20,7 @@ TRAIN_COLUMNS: dict[str, tuple[str, ...]] = {
     "multiple_choice": ("input_ids", "labels"),
     "tagging": ("input_ids", "labels"),
     "span": ("input_ids", "start_positions", "end_positions"),
+    "parallel": ("input_ids", "candidate_ids"),
 }
 
 
@@ -31,6 +32,8 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
     ``token_type_ids`` when the rows have them (padded with 0), and the labels of the kind, as
     tensors; span batches keep their evaluation columns, when present, as
     lists; retrieval batches hold the candidates as ``candidate_ids`` and ``candidate_mask``.
+    Parallel batches are one encoder batch of 2 x batch rows: the English sentences, then their
+    translations in the same order (``input_ids``, ``attention_mask``).
     """
     if kind == "multiple_choice":
         per_example = [len(choices) for choices in rows["input_ids"]]
@@ -60,6 +63,9 @@ def collate(kind: str, rows: Mapping[str, Sequence[Any]], pad_token_id: int) -> 
             batch["choice_mask"] = torch.arange(num_choices)[None, :] < counts[:, None]
         return batch
 
+    if kind == "parallel":
+        ids, mask = _pad([*rows["input_ids"], *rows["candidate_ids"]], pad_token_id)
+        return {"input_ids": ids, "attention_mask": mask}
     ids, mask = _pad(rows["input_ids"], pad_token_id)
     batch = {"input_ids": ids, "attention_mask": mask}
     if SEGMENTS in rows:

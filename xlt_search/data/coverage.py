@@ -52,6 +52,7 @@ _TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "tagging": ("tokens",),
     "span": ("question", "context"),
     "retrieval": ("query", "candidate"),
+    "parallel": ("source", "target"),
 }
 _BATCH_ROWS = 1000
 
@@ -132,7 +133,8 @@ def _flat(texts: list[str] | list[list[str]], pretokenized: bool) -> Iterator[st
 def _truncated(kind: str, tokenized: datasets.Dataset, max_seq_length: int) -> tuple[int, int]:
     """(examples, examples whose longest input sequence reached max_seq_length)."""
     table = tokenized.with_format(None).data
-    columns = ["input_ids", "candidate_ids"] if kind == "retrieval" else ["input_ids"]
+    # a sentence and its translation (retrieval, parallel): both sides count
+    columns = [name for name in ("input_ids", "candidate_ids") if name in table.column_names]
     longest = np.zeros(len(tokenized), dtype=np.int64)
     for name in columns:
         column = table.column(name).combine_chunks()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import datasets
@@ -30,7 +31,8 @@ def tokenize(
     ``start_positions`` and ``end_positions`` (0 when the window holds no answer) and, for
     evaluation, the ``example`` it came from, each token's character offsets in the context (-1
     outside it), the ``context`` and the gold ``answers``; retrieval: ``input_ids`` (the query)
-    and ``candidate_ids`` (its translation). With `segments`, the pairs (classification,
+    and ``candidate_ids`` (its translation); parallel: the same two columns from ``source`` (the
+    English sentence) and ``target`` (its translation), each side tokenized alone. With `segments`, the pairs (classification,
     multiple choice, span) also keep the tokenizer's ``token_type_ids``, shaped like ``input_ids``.
     """
     functions = {
@@ -38,7 +40,8 @@ def tokenize(
         "multiple_choice": _tokenize_multiple_choice,
         "tagging": _tokenize_tagging,
         "span": _tokenize_span,
-        "retrieval": _tokenize_retrieval,
+        "retrieval": partial(_tokenize_translations, sides=("query", "candidate")),
+        "parallel": partial(_tokenize_translations, sides=("source", "target")),
     }
     if task.kind in ("classification", "multiple_choice"):
         dataset = dataset.filter(lambda label: label >= 0, input_columns="label")
@@ -102,13 +105,15 @@ def _tokenize_tagging(batch: dict, tokenizer: Any, max_length: int) -> dict:
     return {"input_ids": encoded["input_ids"], "labels": labels}
 
 
-def _tokenize_retrieval(batch: dict, tokenizer: Any, max_length: int) -> dict:
-    return {
-        "input_ids": tokenizer(batch["query"], truncation=True, max_length=max_length)["input_ids"],
-        "candidate_ids": tokenizer(batch["candidate"], truncation=True, max_length=max_length)[
-            "input_ids"
-        ],
-    }
+def _tokenize_translations(
+    batch: dict, tokenizer: Any, max_length: int, sides: tuple[str, str]
+) -> dict:
+    """A sentence and its translation, each its own sequence (`input_ids`, `candidate_ids`)."""
+    first, second = (
+        tokenizer(batch[side], truncation=True, max_length=max_length)["input_ids"]
+        for side in sides
+    )
+    return {"input_ids": first, "candidate_ids": second}
 
 
 def span_windows(max_length: int) -> tuple[int, int]:

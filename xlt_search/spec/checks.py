@@ -14,7 +14,7 @@ from xlt_search.spec.control_checks import check_controls
 from xlt_search.spec.schema import SearchSpec, TargetSpec
 from xlt_search.spec.training_checks import check_budget, check_hyperparameters, check_resources
 from xlt_search.tasks import Task, get_language, get_task
-from xlt_search.tasks.base import KIND_FIELDS, MIXED_PARTS, OPTIONAL_FIELDS
+from xlt_search.tasks.base import KIND_FIELDS, MIXED_PARTS, OPTIONAL_FIELDS, DataSource
 from xlt_search.tracking import check_tracking_scheme
 
 # The splits a task's `files` may name.
@@ -190,6 +190,11 @@ def check_targets(spec: SearchSpec) -> None:
         raise SpecError(f"targets: {key} is listed twice; list each target once")
     for target in spec.targets:
         task = get_task(target.task, registry)
+        if task.kind == "parallel":
+            raise SpecError(
+                f"targets: {target.task} is a parallel task, which trains the encoder but scores "
+                "no transfer; move it to the pool"
+            )
         for code in (*target.languages, *target.mixed_languages):
             get_language(code, languages)
             if code not in task.languages:
@@ -205,6 +210,48 @@ def check_targets(spec: SearchSpec) -> None:
             _check_mixed_languages(target, task)
     for target in spec.fine_tuned_targets:
         _check_training_data(registry[target.task], registry)
+    _check_held_out(spec)
+
+
+def _check_held_out(spec: SearchSpec) -> None:
+    """No pool task trains on rows a target is scored on (tatoeba_parallel reads the validation
+    split of google/xtreme's tatoeba configs, the very pairs the tatoeba target retrieves)."""
+    registry = spec.registry
+    for target in spec.targets:
+        task = get_task(target.task, registry)
+        scored = {
+            row
+            for lang in target.languages or task.languages
+            for source in task.sources
+            for split in ("validation", "test")
+            for row in _source_rows(source, split, lang)
+        }
+        for key in spec.pool:
+            trained = {
+                row
+                for source in registry[key].sources
+                for row in _source_rows(source, "train", "en")
+            }
+            if registry[key].files is None and task.files is None and trained & scored:
+                path, name, _, part = sorted(trained & scored)[0]
+                raise SpecError(
+                    f"pool: {key} trains on {path} {name} {part.split('#')[0]}, which target "
+                    f"{target.task} is scored on; remove {key} from the pool or {target.task} "
+                    "from the targets"
+                )
+
+
+def _source_rows(source: DataSource, split: str, lang: str) -> set[tuple[str, str, str, str]]:
+    """What one split of a source reads in `lang`: (path, config, data files, source split, with
+    the share it takes of that split), one entry per source split it joins."""
+    if split not in source.splits:
+        return set()
+    code = source.code(lang)
+    name = (source.name or "").replace("{lang}", code)
+    files = (source.data_files or {}).get(split, "").replace("{lang}", code)
+    share = f"#{split}" if split in source.shares else ""
+    parts = source.splits[split].replace("{lang}", code).split("+")
+    return {(source.path, name, files, part + share) for part in parts}
 
 
 def _check_mixed_languages(target: TargetSpec, task: Task) -> None:  # two parts, two languages

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xlt_search.synthetic.world import NUM_KINDS, NUM_TOPICS, World
-from xlt_search.tasks.synthetic import ALL_LANGUAGES, DEFAULT_POOL
+from xlt_search.tasks.synthetic import ALL_LANGUAGES, DEFAULT_POOL, LANGUAGES
 
 TRAIN_SIZE = 4000
 EVAL_SIZE = 400
@@ -217,6 +217,23 @@ def _by_stance(world: World, topic: int, side: int) -> Concepts:
     return [c for c in _concepts(world, topic=topic) if stance_of(world, c) == side]
 
 
+# Parallel data: a sentence and its translation, a word map the world already holds.
+
+
+def parallel_pairs(world: World, split: str, size: int) -> Iterator[dict[str, str]]:
+    """`size` English sentences of random words (all concepts, 4 to 7 of them), each with its
+    rendering in a synthetic language, the languages in turn (`syn_parallel`'s rows)."""
+    rng = random.Random(zlib.crc32(f"syn_parallel/{split}".encode()))
+    for i in range(size):
+        language = LANGUAGES[i % len(LANGUAGES)].code
+        sentence = rng.sample(range(world.num_concepts), rng.randint(4, 7))
+        yield {
+            "source": " ".join(world.words(sentence)),
+            "target": " ".join(world.words(sentence, language)),
+            "language": language,
+        }
+
+
 TARGET_GENERATORS: dict[str, TargetGenerator] = {"syn_nli": nli, "syn_copa": copa, "syn_lead": lead}
 GENERATORS: dict[str, Generator] = {
     "syn_sentiment": sentiment,
@@ -297,6 +314,11 @@ def write_data(world: World, data_root: Path) -> None:
                 _write(folder / f"train.{language}.jsonl", examples, world, language)
             examples = list(_draw(key, "validation", EVAL_SIZE, world))
             _write(folder / "validation.en.jsonl", examples, world, "en")
+    folder = data_root / "syn_parallel"
+    folder.mkdir(parents=True)
+    for split, size in (("train", TRAIN_SIZE), ("validation", EVAL_SIZE)):
+        with (folder / f"{split}.en.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in parallel_pairs(world, split, size))
 
 
 def _write(path: Path, examples: Iterable[Example], world: World, language: str) -> None:

@@ -9,8 +9,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-TaskKind = Literal["classification", "multiple_choice", "tagging", "span", "retrieval"]
-TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging", "span", "retrieval")
+TaskKind = Literal["classification", "multiple_choice", "tagging", "span", "retrieval", "parallel"]
+TASK_KINDS: tuple[str, ...] = (
+    "classification",
+    "multiple_choice",
+    "tagging",
+    "span",
+    "retrieval",
+    "parallel",
+)
 
 # The canonical fields each kind reads; `Task.columns` maps them to the source's columns.
 #   classification:  text_a, text_b (optional: pair tasks), label
@@ -19,6 +26,8 @@ TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging", "
 #   span:            context, question, answers ({"text": [...], "answer_start": [...]}, SQuAD's
 #                    shape; empty lists mean no answer)
 #   retrieval:       query, candidate (a sentence and its translation; no training)
+#   parallel:        source, target (an English sentence and its translation; trains the encoder
+#                    to rank each translation above the batch's others; never a target)
 # and, optional for the kinds that mix languages (`MIXED_PARTS`), id: a row's id, shared by its
 # translations, by which mixed-language instances are aligned (else by position).
 # A label or tag is an int (the class index) or, when the task declares `labels`, a string looked
@@ -29,11 +38,12 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "tagging": ("tokens", "tags"),
     "span": ("context", "question", "answers", "id"),
     "retrieval": ("query", "candidate"),
+    "parallel": ("source", "target"),
 }
 OPTIONAL_FIELDS: frozenset[str] = frozenset({"text_b", "id"})
 # The fields a mixed-language instance takes from its second language (`data.mixing`); every other
 # field, labels and answer spans included, comes from the first. Kinds left out (tagging,
-# retrieval), and classification without text_b, have no parts to mix.
+# retrieval, parallel), and classification without text_b, have no parts to mix.
 MIXED_PARTS: dict[str, tuple[str, ...]] = {
     "classification": ("text_b",),
     "multiple_choice": ("choices",),

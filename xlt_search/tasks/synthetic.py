@@ -1,7 +1,9 @@
 """The synthetic suite's tasks and languages (generated offline by `xlt_search.synthetic`).
 
-Nine English intermediate tasks of the four kinds, two targets shaped like XNLI and XCOPA, and
-one whose label lives in word order (`syn_lead`, for the word-shuffle control), each target with
+Nine intermediate tasks of the four kinds (in English, and translated into every synthetic
+language for `intermediate_languages`), an opt-in parallel corpus (`syn_parallel`: English and its
+translations, which transfer cannot use from the others), two targets shaped like XNLI and XCOPA,
+and one whose label lives in word order (`syn_lead`, for the word-shuffle control), each target with
 English training data and validation/test data in every language. Which intermediate task helps,
 leaves alone or hurts which target is the world's ground truth: `RELATEDNESS`.
 Files live under ``{synthetic_root}/data/<task>/<split>.<language>.jsonl``; the data loader fills
@@ -188,7 +190,21 @@ INTERMEDIATE: tuple[Task, ...] = (
     ),
 )
 
-TASKS: tuple[Task, ...] = TARGETS + INTERMEDIATE
+# Opt-in (not in DEFAULT_POOL, nor in RELATEDNESS): parallel data from the world's own word maps.
+PARALLEL: tuple[Task, ...] = (
+    Task(
+        key="syn_parallel",
+        kind="parallel",
+        sources=(_english_only("syn_parallel"),),
+        columns={"source": "source", "target": "target"},
+        num_labels=0,
+        metric="none",
+        description="parallel sentences: English and its word-for-word rendering in one of the "
+        "synthetic languages, in turn",
+    ),
+)
+
+TASKS: tuple[Task, ...] = TARGETS + INTERMEDIATE + PARALLEL
 
 DEFAULT_POOL: tuple[str, ...] = tuple(task.key for task in INTERMEDIATE)
 

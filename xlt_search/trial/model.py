@@ -5,7 +5,9 @@ Heads by task kind: classification pools the sequence (dropout, linear); multipl
 (context, choice) pair by its pooled sequence; tagging is a linear layer per token; span extraction
 predicts start and end logits per token. Pooling is the first token, or the mean over the real
 tokens for an encoder whose tokenizer has no classification token. Retrieval has no head: sentences
-are compared by their mean-pooled embeddings.
+are compared by their mean-pooled embeddings. Parallel data trains through a loss with no
+parameters (`TranslationRanking`): InfoNCE over those same mean-pooled embeddings, the other
+sentences of the batch as negatives.
 """
 
 from __future__ import annotations
@@ -136,11 +138,37 @@ class SpanHead(nn.Module):
         return loss, (start_logits, end_logits)
 
 
+# InfoNCE's temperature on cosine similarities, as SimCSE and most in-batch contrastive encoders
+# use it: low enough that the softmax singles out the right translation.
+RANKING_TEMPERATURE = 0.05
+
+
+class TranslationRanking(nn.Module):
+    """Translation ranking over a batch of parallel pairs: each English sentence's translation must
+    score above the batch's other translations, and each translation's English sentence above the
+    other English sentences (InfoNCE, both directions averaged, in-batch negatives).
+
+    The batch holds the English sentences then their translations (`data.collate` of a parallel
+    split); the score of two sentences is the cosine of their mean-pooled embeddings over
+    `RANKING_TEMPERATURE`. No parameters: the loss shapes the encoder alone. The logits are the
+    [pairs, pairs] score matrix, English rows, translation columns.
+    """
+
+    def forward(self, hidden: torch.Tensor, batch: Mapping[str, Any]) -> HeadOutput:
+        embedded = F.normalize(pool(hidden, batch["attention_mask"], "mean"), dim=-1)
+        english, translations = embedded.chunk(2)
+        logits = english @ translations.T / RANKING_TEMPERATURE
+        truth = torch.arange(len(logits), device=logits.device)
+        loss = (F.cross_entropy(logits, truth) + F.cross_entropy(logits.T, truth)) / 2
+        return loss, logits
+
+
 def make_head(
     kind: str, hidden_size: int, num_labels: int, dropout: float, pooling: str = "first"
 ) -> nn.Module:
     """A freshly initialized head for a task of `kind` (initialized from torch's global RNG);
-    `pooling` is what classification and multiple choice heads pool (see `pool`)."""
+    `pooling` is what classification and multiple choice heads pool (see `pool`). A parallel task's
+    "head" is its loss, `TranslationRanking`, which always mean-pools."""
     if kind == "classification":
         return ClassificationHead(hidden_size, num_labels, dropout, pooling)
     if kind == "multiple_choice":
@@ -149,6 +177,8 @@ def make_head(
         return TaggingHead(hidden_size, num_labels, dropout)
     if kind == "span":
         return SpanHead(hidden_size)
+    if kind == "parallel":
+        return TranslationRanking()
     raise ValueError(f"unknown task kind '{kind}'")
 
 

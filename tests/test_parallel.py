@@ -55,7 +55,7 @@ def _train_file() -> Path:
     source = REGISTRY["syn_parallel"].sources[0]
     model = Path(resolve_model(SYNTHETIC_MODEL))  # the suite's encoder folder
     assert source.data_files is not None
-    return Path(source.data_files["train"].format(synthetic_root=model.parent))
+    return Path(source.data_files["train"].format(synthetic_root=model.parent, lang="en"))
 
 
 def _alignment(prepared: PreparedData, task: str | None) -> dict[str, tuple[float, float]]:

@@ -106,7 +106,7 @@ def intermediate_phase(
     model.to(device).train()  # from_pretrained gives a model in eval mode: dropout off
     streams = {
         key: BatchStream(
-            data.load(key, "train", "en"),
+            data.load(key, "train", "en", config.train_variant(Phase.INTERMEDIATE)),
             task.kind,
             data.pad_token_id,
             config.per_device_batch_size,

@@ -105,8 +105,8 @@ def forked_rng(device: torch.device, seed: int) -> Iterator[None]:
 
 class TargetBatches:
     """A target's English training batches: its `training_tasks` in order (XCOPA: SIQA then COPA),
-    each for an equal share of `total_steps`; with `control`, their splits as that control
-    trains on them."""
+    each for an equal share of `total_steps`; with `control`, their splits as that variant
+    (a control, RS-DA's copies) makes them."""
 
     def __init__(
         self,
@@ -174,7 +174,7 @@ def start_fine_tune(
 ) -> FineTune:
     """A fine-tune of `encoder` (trained in place) on `target`'s English training data, for
     `steps` steps at the target learning rate; its batches are drawn from `seed` (from the
-    data of the trial's control, if it is one). The new head is initialized from torch's global
+    data of the trial's control, if it is one, or RS-DA's copies). The new head is initialized from torch's global
     random stream."""
     task = data.task(target.task)
     model = MultiTaskModel(
@@ -184,6 +184,8 @@ def start_fine_tune(
     optimizer, scheduler = make_optimizer(
         model, config.target_lr, config.weight_decay, config.warmup_ratio, steps
     )
-    batches = TargetBatches(data, task, config.per_device_batch_size, steps, seed, config.control)
+    batches = TargetBatches(
+        data, task, config.per_device_batch_size, steps, seed, config.train_variant(Phase.TARGET)
+    )
     robustness = config.robustness(Phase.TARGET)
     return FineTune(target, model, optimizer, scheduler, batches, encoder.device, robustness)

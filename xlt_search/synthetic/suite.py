@@ -13,7 +13,7 @@ from xlt_search.synthetic.generate import MARKER_WORDS, SYNONYMS_FILE, write_dat
 from xlt_search.synthetic.world import build_world
 
 # Part of the folder name: bump it whenever the generated files change, so no cache is reused stale.
-SUITE_VERSION = "4"  # 3: the word-order target syn_lead; 4: synonyms and their two targets
+SUITE_VERSION = "4-synonyms"  # 3: the word-order target syn_lead; 4-synonyms: synonyms, two targets
 SYNTHETIC_MODEL = "synthetic:tiny-xlmr"
 _SYNTHETIC_MODELS = (SYNTHETIC_MODEL,)
 

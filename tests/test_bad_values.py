@@ -86,7 +86,25 @@ BAD_VALUES: dict[str, tuple[Edit, str, tuple[str, ...]]] = {
     "a robust training no one knows": (
         setting("hyperparameters.robust_training", {"choice": ["none", "rs-rp"]}),
         "hyperparameters.robust_training: 'rs-rp' (did you mean 'rs_rp'?) is not one of none, "
-        "rs_rp, adversarial",
+        "rs_rp, adversarial, rs_da",
+        (),
+    ),
+    "rs_da with no synonyms file": (
+        setting("hyperparameters.robust_training", {"grid": ["none", "rs_da"]}),
+        "hyperparameters.robust_training: rs_da swaps words for synonyms, and data.synonyms "
+        "names no file; set data.synonyms: PATH",
+        ("run --dry-run",),
+    ),
+    "rs_da with a synonyms file that is not there": (
+        lambda text: setting("data.synonyms", "nowhere/neighbours.json")(
+            setting("hyperparameters.robust_training", "rs_da")(text)
+        ),
+        "data.synonyms: nowhere/neighbours.json is not a file; give the path of the neighbours",
+        (),
+    ),
+    "no augmented copy": (
+        setting("hyperparameters.robust_copies", {"choice": [0, 3]}),
+        "hyperparameters.robust_copies: 0 copies train on nothing; use at least 1",
         (),
     ),
     "a robust perturbation of size 0": (

@@ -56,9 +56,13 @@ def test_throughput(tmp_path: Path) -> None:
     # length-grouped, per-batch padding against padding every example to max_seq_length
     assert number(ours[3]) < number(padded[3]), (ours, padded)
     assert number(table_row(output, "run_trial's call to its first optimizer step")[1]) > 0
-    for kind in ("rs_rp", "adversarial"):  # robust training's time per step, against plain's
+    for kind in ("rs_rp", "adversarial", "rs_da"):  # time per step, against plain's
         assert number(table_row(output, kind)[1]) > 0
     assert table_row(output, "none")[2] == "1.00"
+    # rs_da trains on 3 copies of every example: its cost is in its data
+    assert table_row(output, "rs_da")[3].endswith("(3x)") and table_row(output, "none")[3].endswith(
+        "(1x)"
+    )
 
 
 def test_data_prep(tmp_path: Path) -> None:

@@ -59,7 +59,8 @@ def mixed_metric(target: str, cell: str) -> str:
 # data made uninformative in one known way. WORD_SHUFFLE: every text field's words shuffled.
 WORD_SHUFFLE = "word_shuffle"
 CONTROLS: tuple[str, ...] = (WORD_SHUFFLE,)
-# The task kinds whose training data a word shuffle keeps labelled (a span's answer offsets not).
+# The task kinds whose training data a word shuffle or RS-DA's word swaps keep labelled (a span's
+# answer offsets not).
 SHUFFLED_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging")
 CONTROL_PARAM = "control"  # the Tune config key and MLflow param of a control trial ("" if none)
 # A trial's per-label accuracy: `label.<target>.<lang>.<label>`.
@@ -70,7 +71,9 @@ LABEL_PREFIX = "label."
 TASK_SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "uniform")
 
 # Robust training (trial/robust.py): the spec's `robust_training` values, and `robust_phases`:
-# the target fine-tunes (and their probes) only, or the intermediate phase as well.
+# the target fine-tunes (and their probes) only, or the intermediate phase as well. RS_DA trains
+# plainly on `robust_copies` copies of each English row with words swapped for synonyms
+# (data/controls.py), prepared once like a control's data.
 NO_ROBUST_TRAINING = "none"
 
 
@@ -80,5 +83,7 @@ def split_languages(value: str) -> tuple[str, ...]:
     return tuple(code.strip() for code in str(value).split("+"))
 
 
-ROBUST_TRAINING: tuple[str, ...] = (NO_ROBUST_TRAINING, "rs_rp", "adversarial")
+RS_DA = "rs_da"
+ROBUST_TRAINING: tuple[str, ...] = (NO_ROBUST_TRAINING, "rs_rp", "adversarial", RS_DA)
 ROBUST_PHASES: tuple[str, ...] = ("target", "all")
+DEFAULT_ROBUST_COPIES = 3  # rs_da's copies when the spec sets no robust_copies (Robust-XLT's XNLI)

@@ -9,6 +9,7 @@ from xlt_search.data.batches import (
     eval_batches,
 )
 from xlt_search.data.cache import FORMAT_VERSION, PreparedData, SplitRequest, prepare_data
+from xlt_search.data.controls import augmented, load_synonyms
 from xlt_search.data.coverage import SplitCoverage, text_batches
 from xlt_search.data.errors import DataError, DataUnavailable
 from xlt_search.data.layouts import files_id, mirror_error, read_files, resolve_files
@@ -28,10 +29,12 @@ __all__ = [
     "PreparedData",
     "SplitCoverage",
     "SplitRequest",
+    "augmented",
     "collate",
     "coverage",
     "eval_batches",
     "files_id",
+    "load_synonyms",
     "load_task_split",
     "mirror_error",
     "prepare_data",

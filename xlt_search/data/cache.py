@@ -24,7 +24,7 @@ import numpy as np
 
 from xlt_search import preflight
 from xlt_search.data import coverage, mixing
-from xlt_search.data.controls import controlled
+from xlt_search.data.controls import controlled, load_synonyms
 from xlt_search.data.errors import DataUnavailable
 from xlt_search.data.layouts import files_id
 from xlt_search.data.loading import load_task_split
@@ -32,6 +32,7 @@ from xlt_search.data.sources import content_digest, digest, fill_placeholders, l
 from xlt_search.data.tokenization import tokenize
 from xlt_search.encoders import check_length, read_traits
 from xlt_search.errors import UserError
+from xlt_search.names import RS_DA
 from xlt_search.tasks import get_language, get_task
 from xlt_search.tasks.base import Language, Task
 
@@ -127,6 +128,7 @@ def prepare_data(
     registry: Mapping[str, Task] | None = None,
     languages: Mapping[str, Language] | None = None,
     mirror: str | Path | None = None,
+    synonyms: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PreparedData:
     """Tokenize every requested split into `cache_dir` (once; later calls reuse the files).
@@ -141,7 +143,9 @@ def prepare_data(
     sequence may be (a `max_seq_length` beyond it is refused, `encoders.check_length`). Each
     split's labels are checked against its task's (`preflight.check_labels`), and how well the
     tokenizer reads it is measured and saved in its folder (`coverage`). A request with a
-    `control` is its split made as the control trains on it (`data.controls`, from `seed`).
+    `control` is its split made as the control trains on it (`data.controls`, from `seed`); an
+    RS-DA variant's words are swapped for their neighbours in the `synonyms` file (read once,
+    part of the variant's fingerprint by content).
     """
     from transformers import AutoTokenizer
 
@@ -169,18 +173,29 @@ def prepare_data(
 
     splits: dict[str, str] = {}
     unique = [r for r in dict.fromkeys(requests) if r.second is None]  # in order
+    table = None
+    variant_id: dict[str, tuple[Any, ...]] = {}  # a variant -> what its data depends on
+    if synonyms is not None and any(r.control.startswith(RS_DA) for r in unique):
+        table = load_synonyms(synonyms)
+        variant_id = {
+            r.control: (r.control, seed, content_digest([Path(synonyms)]))
+            for r in unique
+            if r.control.startswith(RS_DA)
+        }
     for number, request in enumerate(unique, 1):
         task = get_task(request.task, registry)
         cap = None
         if request.split == "train":
             cap = (max_train_examples_per_task or {}).get(request.task, max_train_examples)
+        source: Any = _source_id(task, request.split, request.language, mirror)
+        if request.control:  # the variant's data depends on the seed (and RS-DA's synonyms)
+            source = [source, variant_id.get(request.control, (request.control, seed))]
         fingerprint = _fingerprint(
             (tokenizer_id, max_seq_length, cap, seed if cap is not None else None),
             task,
             request.split,
             request.language,
-            _source_id(task, request.split, request.language, mirror),
-            *((request.control, seed) if request.control else ()),
+            source,
         )
         control = f".{request.control}" if request.control else ""
         target = (
@@ -194,8 +209,8 @@ def prepare_data(
             if cap is not None and len(dataset) > cap:
                 rng = np.random.default_rng([seed, zlib.crc32(request.task.encode())])
                 dataset = dataset.select(np.sort(rng.choice(len(dataset), cap, replace=False)))
-            if request.control:  # the rows the real split keeps, then shuffled from the seed
-                dataset = controlled(task, dataset, request.control, seed)
+            if request.control:  # the rows the real split keeps, then remade from the seed
+                dataset = controlled(task, dataset, request.control, seed, table)
             tokenized = tokenize(task, dataset, tok, max_seq_length, segments=traits.segments)
             measured = coverage.measure(task, dataset, tokenized, tok, max_seq_length)
             _save_atomically(tokenized, target, partial(coverage.save, coverage=measured))

@@ -159,7 +159,7 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
 
 def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
     """The model's local folder (or hub id), and every split the search reads, tokenized once."""
-    from xlt_search.data import prepare_data
+    from xlt_search.data import augmented, prepare_data
     from xlt_search.synthetic import resolve_model
     from xlt_search.trial import required_splits
 
@@ -172,7 +172,9 @@ def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
             target_configs(spec),
             spec.registry,
             spec.subsets.controls,
-            spec.intermediate_languages,
+            languages=spec.intermediate_languages,
+            augmentations=[augmented(copies) for copies in spec.augmented_copies],
+            augment_intermediate=spec.augments_intermediate,
         ),
         tokenizer=model,
         max_seq_length=spec.data.max_seq_length,
@@ -183,6 +185,7 @@ def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
         registry=spec.registry,
         languages=spec.known_languages,
         mirror=spec.data.mirror,
+        synonyms=spec.data.synonyms,
         progress=lambda line: print(f"  {line}", flush=True),
     )
     print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")

@@ -12,7 +12,12 @@ import re
 from xlt_search.errors import SpecError, did_you_mean
 from xlt_search.spec.control_checks import check_controls
 from xlt_search.spec.schema import SearchSpec, TargetSpec
-from xlt_search.spec.training_checks import check_budget, check_hyperparameters, check_resources
+from xlt_search.spec.training_checks import (
+    check_budget,
+    check_hyperparameters,
+    check_resources,
+    check_rs_da,
+)
 from xlt_search.tasks import Task, get_language, get_task
 from xlt_search.tasks.base import KIND_FIELDS, MIXED_PARTS, OPTIONAL_FIELDS, DataSource
 from xlt_search.tracking import check_tracking_scheme
@@ -44,6 +49,7 @@ def check_spec(spec: SearchSpec) -> None:
     check_budget(spec)
     check_resources(spec)
     check_hyperparameters(spec)
+    check_rs_da(spec)
     check_mlflow(spec)
 
 

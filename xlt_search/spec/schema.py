@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from xlt_search.names import split_languages
+from xlt_search.names import DEFAULT_ROBUST_COPIES, RS_DA, split_languages
 from xlt_search.tasks import LANGUAGES, PHANG2020_POOL, REGISTRY, Language, Task
 
 # The trial's tunable fields (trial.TrialConfig), with the type a value must have.
@@ -27,6 +27,7 @@ HYPERPARAMETERS: dict[str, type] = {
     "robust_epsilon": float,
     "robust_phases": str,
     "intermediate_languages": str,
+    "robust_copies": int,
 }
 
 # The domains a spec may write for a hyperparameter (a plain value is a constant). `grid` runs
@@ -109,6 +110,8 @@ class DataSpec:
     mirror: str | None = None
     # Search even when a split is mostly tokens the model's tokenizer does not know (`coverage`).
     allow_unknown_tokens: bool = False
+    # rs_da's counter-fitted neighbours: a JSON object, word -> list of neighbour words.
+    synonyms: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,29 @@ class SearchSpec:
         if self.subsets.baseline is None:
             return self.subsets.sampler != "optuna"
         return self.subsets.baseline
+
+    def values_of(self, name: str, default: Any) -> tuple[Any, ...]:
+        """The values hyperparameter `name` can take: its listed values (a randint's integers),
+        `(default,)` when the spec does not set it."""
+        domain = self.hyperparameters.get(name)
+        if domain is None:
+            return (default,)
+        if domain.kind == "randint":
+            return tuple(range(domain.values[0], domain.values[1]))
+        return domain.values
+
+    @property
+    def augmented_copies(self) -> tuple[int, ...]:
+        """The `robust_copies` an rs_da trial can take, each a variant of the English training
+        data prepared before the search; () when no trial trains with rs_da."""
+        if RS_DA not in self.values_of("robust_training", None):
+            return ()
+        return tuple(sorted(set(self.values_of("robust_copies", DEFAULT_ROBUST_COPIES))))
+
+    @property
+    def augments_intermediate(self) -> bool:
+        """Whether an rs_da trial can augment its intermediate tasks (`robust_phases: all`)."""
+        return bool(self.augmented_copies) and "all" in self.values_of("robust_phases", "target")
 
     @property
     def intermediate_languages(self) -> tuple[str, ...]:

@@ -4,9 +4,17 @@ hyperparameters' values. Part of `spec.checks.check_spec`, which runs them in it
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from xlt_search.errors import SpecError, did_you_mean
-from xlt_search.names import ROBUST_PHASES, ROBUST_TRAINING, TASK_SAMPLERS, split_languages
+from xlt_search.names import (
+    ROBUST_PHASES,
+    ROBUST_TRAINING,
+    RS_DA,
+    SHUFFLED_KINDS,
+    TASK_SAMPLERS,
+    split_languages,
+)
 from xlt_search.spec.schema import SearchSpec
 
 # Past this many optimizer steps a phase is a slip, not a plan (the shipped specs train 20,000).
@@ -146,3 +154,46 @@ def _check_intermediate_languages(spec: SearchSpec) -> None:
                     f"{', '.join(registry[key].train_languages)}); use a pool of tasks with "
                     "translations in it (their train_languages), or leave the language out"
                 )
+
+
+def check_rs_da(spec: SearchSpec) -> None:
+    """RS-DA's data, prepared before the search: a synonyms file that exists, copies listed (at
+    least 1 each), and training data whose words it can swap (no span task)."""
+    copies = spec.hyperparameters.get("robust_copies")
+    if copies is not None and copies.kind in ("uniform", "loguniform"):
+        raise SpecError(
+            f"hyperparameters.robust_copies: a {copies.kind} domain has no list of copies to "
+            "prepare; use choice, grid or randint (e.g. robust_copies: {choice: [3, 10]})"
+        )
+    if copies is not None and min(copies.values) < 1:
+        raise SpecError(
+            f"hyperparameters.robust_copies: {min(copies.values)} copies train on nothing; use "
+            "at least 1 (e.g. robust_copies: 3)"
+        )
+    if not spec.augmented_copies:
+        return
+    synonyms = spec.data.synonyms
+    if synonyms is None:
+        raise SpecError(
+            f"hyperparameters.robust_training: {RS_DA} swaps words for synonyms, and "
+            "data.synonyms names no file; set data.synonyms: PATH (a JSON object, word -> list "
+            "of neighbours, as Robust-XLT's counterfitted_neighbors.json)"
+        )
+    if not Path(synonyms).expanduser().is_file():
+        raise SpecError(
+            f"data.synonyms: {synonyms} is not a file; give the path of the neighbours JSON "
+            "(Robust-XLT's counterfitted_neighbors.json), relative to where xlt-search runs"
+        )
+    registry = spec.registry
+    trained = [t.task for t in spec.fine_tuned_targets]
+    keys = [k for t in trained for k in (registry[t].train_tasks or (t,))]
+    if spec.augments_intermediate:
+        keys += list(spec.pool)
+    for key in dict.fromkeys(keys):
+        if registry[key].kind not in SHUFFLED_KINDS:
+            where = "a target" if key in trained else "the pool (robust_phases: all)"
+            raise SpecError(
+                f"hyperparameters.robust_training: {RS_DA} cannot swap words in {key}, a "
+                f"{registry[key].kind} task of {where}: its answer offsets would no longer "
+                "point at the answer; drop it, or use robust_phases: target or another robust_training"
+            )

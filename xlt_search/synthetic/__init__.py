@@ -14,6 +14,7 @@ from xlt_search.synthetic.suite import (
     ensure_suite,
     generate_suite,
     resolve_model,
+    synonyms_file,
 )
 from xlt_search.tasks.synthetic import DEFAULT_POOL, LANGUAGES, RELATEDNESS, TASKS
 
@@ -28,4 +29,5 @@ __all__ = [
     "ensure_suite",
     "generate_suite",
     "resolve_model",
+    "synonyms_file",
 ]

@@ -8,6 +8,7 @@ stream, so changing one task's generator leaves the others' data unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import zlib
@@ -20,6 +21,9 @@ from xlt_search.tasks.synthetic import ALL_LANGUAGES, DEFAULT_POOL, LANGUAGES
 
 TRAIN_SIZE = 4000
 EVAL_SIZE = 400
+SYNONYMS_FILE = "synonyms.json"  # the world's synonyms (World.synonym_table), beside the tasks
+# The targets evaluated with every English word swapped for its synonym (World.swapped).
+SWAPPED_TARGETS: frozenset[str] = frozenset({"syn_synonyms"})
 
 # An example before rendering: its fields hold concept lists (rendered to words) or plain values.
 Concepts = list[int]
@@ -108,13 +112,14 @@ def lead(world: World, rng: random.Random, within: Collection[int] | None) -> Ex
 # Helpful intermediate tasks: the targets' sub-skills (a word's pole, a word's topic).
 
 
-def sentiment(world: World, rng: random.Random) -> Example:
-    """SST-shaped: the pole most words of a mixed-topic sentence have."""
+def sentiment(world: World, rng: random.Random, within: Collection[int] | None = None) -> Example:
+    """SST-shaped: the pole most words of a mixed-topic sentence have. Also the targets
+    syn_polarity and syn_synonyms (the latter evaluated on the English synonyms)."""
     label = rng.randrange(2)
     length = rng.randint(5, 7)
     majority = rng.randint(length // 2 + 1, length)
-    sentence = rng.sample(_concepts(world, pole=label), majority)
-    sentence += rng.sample(_concepts(world, pole=1 - label), length - majority)
+    sentence = rng.sample(_concepts(world, within, pole=label), majority)
+    sentence += rng.sample(_concepts(world, within, pole=1 - label), length - majority)
     rng.shuffle(sentence)
     return {"sentence": sentence, "label": label}
 
@@ -235,6 +240,13 @@ def parallel_pairs(world: World, split: str, size: int) -> Iterator[dict[str, st
 
 
 TARGET_GENERATORS: dict[str, TargetGenerator] = {"syn_nli": nli, "syn_copa": copa, "syn_lead": lead}
+TARGET_GENERATORS: dict[str, TargetGenerator] = {
+    "syn_nli": nli,
+    "syn_copa": copa,
+    "syn_lead": lead,
+    "syn_polarity": sentiment,
+    "syn_synonyms": sentiment,
+}
 GENERATORS: dict[str, Generator] = {
     "syn_sentiment": sentiment,
     "syn_topic_choice": topic_choice,
@@ -287,7 +299,9 @@ def _answers(example: Example, world: World, language: str) -> dict[str, list[An
 
 
 def _draw(key: str, split: str, size: int, world: World) -> Iterator[Example]:
-    rng = random.Random(zlib.crc32(f"{key}/{split}".encode()))
+    # syn_synonyms draws syn_polarity's examples: the two differ only in how they are written.
+    stream = "syn_polarity" if key in SWAPPED_TARGETS else key
+    rng = random.Random(zlib.crc32(f"{stream}/{split}".encode()))
     for _ in range(size):
         if key in TARGET_GENERATORS:
             # The targets train on the common words only and are evaluated on all words.
@@ -298,7 +312,13 @@ def _draw(key: str, split: str, size: int, world: World) -> Iterator[Example]:
 
 
 def write_data(world: World, data_root: Path) -> None:
-    """Write every task's splits under `data_root/<task>/<split>.<language>.jsonl`."""
+    """Write every task's splits under `data_root/<task>/<split>.<language>.jsonl`, and the
+    world's synonyms as `data_root/SYNONYMS_FILE`."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    (data_root / SYNONYMS_FILE).write_text(json.dumps(world.synonym_table()), encoding="utf-8")
+    swapped = dataclasses.replace(
+        world, lexicons={code: world.swapped(code) for code in world.lexicons}
+    )
     for key in TARGET_KEYS + DEFAULT_POOL:
         folder = data_root / key
         folder.mkdir(parents=True)
@@ -306,8 +326,9 @@ def write_data(world: World, data_root: Path) -> None:
             _write(folder / "train.en.jsonl", _draw(key, "train", TRAIN_SIZE, world), world, "en")
             for split in ("validation", "test"):
                 examples = list(_draw(key, split, EVAL_SIZE, world))
+                written = swapped if key in SWAPPED_TARGETS else world
                 for language in ALL_LANGUAGES:
-                    _write(folder / f"{split}.{language}.jsonl", examples, world, language)
+                    _write(folder / f"{split}.{language}.jsonl", examples, written, language)
         else:  # English training data and its translations (translate-train), English dev
             examples = list(_draw(key, "train", TRAIN_SIZE, world))
             for language in ALL_LANGUAGES:

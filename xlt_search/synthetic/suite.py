@@ -9,11 +9,12 @@ from pathlib import Path
 
 from xlt_search.errors import UserError, did_you_mean
 from xlt_search.synthetic.encoder import save_encoder
-from xlt_search.synthetic.generate import MARKER_WORDS, write_data
+from xlt_search.synthetic.generate import MARKER_WORDS, SYNONYMS_FILE, write_data
 from xlt_search.synthetic.world import build_world
 
 # Part of the folder name: bump it whenever the generated files change, so no cache is reused stale.
-# 3: the word-order target syn_lead; 4: translated intermediate data, the parallel corpus
+# 3: the word-order target syn_lead; 4: translated intermediate data, the parallel corpus,
+# synonyms and the two RS-DA targets
 SUITE_VERSION = "4"
 SYNTHETIC_MODEL = "synthetic:tiny-xlmr"
 _SYNTHETIC_MODELS = (SYNTHETIC_MODEL,)
@@ -33,7 +34,13 @@ def generate_suite(folder: Path) -> None:
     folder.mkdir(parents=True)
     write_data(world, folder / "data")
     words = [word for lexicon in world.lexicons.values() for word in lexicon]
+    words += list(world.synonyms)
     save_encoder(words + list(MARKER_WORDS), folder / "encoder")
+
+
+def synonyms_file(suite: Path) -> Path:
+    """The suite's synonyms file (`data.synonyms` of an rs_da spec on the synthetic world)."""
+    return suite / "data" / SYNONYMS_FILE
 
 
 def ensure_suite(cache_root: Path | None = None) -> Path:

@@ -11,6 +11,11 @@ an intermediate task teaches about the rare words carries into the targets' scor
 A language is a surface map from concepts to words: a synthetic language keeps English's word for a
 share of the concepts (set by its family) and has its own word for the rest, so zero-shot transfer
 works through the words it shares with English.
+
+Every concept also has a second English word, its synonym (`synonyms`), which no training data
+shows: the synonyms file (`synonym_table`, in Robust-XLT's counter-fitted neighbours format) links
+the two, and the target syn_synonyms is evaluated with every English word swapped for it
+(`swapped`), so only a model that learned the synonyms (RS-DA's copies) reads those words.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class World:
     kind: tuple[int, ...]
     successor: tuple[int, ...]
     lexicons: dict[str, tuple[str, ...]]
+    synonyms: tuple[str, ...]  # each concept's second English word
 
     @property
     def num_concepts(self) -> int:
@@ -75,6 +81,21 @@ class World:
         """The surface words of `concepts` in `language`."""
         lexicon = self.lexicons[language]
         return [lexicon[c] for c in concepts]
+
+    def synonym_table(self) -> dict[str, list[str]]:
+        """English word <-> synonym, both ways: a counter-fitted neighbours table (word -> list
+        of neighbour words)."""
+        pairs = list(zip(self.lexicons["en"], self.synonyms, strict=True))
+        return {**{w: [s] for w, s in pairs}, **{s: [w] for w, s in pairs}}
+
+    def swapped(self, language: str) -> tuple[str, ...]:
+        """`language`'s lexicon with every word it shares with English swapped for the English
+        synonym."""
+        english = self.lexicons["en"]
+        return tuple(
+            self.synonyms[c] if word == english[c] else word
+            for c, word in enumerate(self.lexicons[language])
+        )
 
     def shared_share(self, language: str) -> float:
         """The share of concepts whose word `language` shares with English."""
@@ -110,8 +131,15 @@ def build_world(seed: int = WORLD_SEED) -> World:
             english[c] if c in shared else _new_word(rng, language.code, taken)
             for c in range(num_concepts)
         )
+    # Drawn last, so every other word is what it was before synonyms existed.
+    synonyms = tuple(_new_word(rng, "en", taken) for _ in range(num_concepts))
     return World(
-        topic=topic, common=common, kind=kind, successor=tuple(successor), lexicons=lexicons
+        topic=topic,
+        common=common,
+        kind=kind,
+        successor=tuple(successor),
+        lexicons=lexicons,
+        synonyms=synonyms,
     )
 
 

@@ -3,7 +3,9 @@
 Nine intermediate tasks of the four kinds (in English, and translated into every synthetic
 language for `intermediate_languages`), an opt-in parallel corpus (`syn_parallel`: English and its
 translations, which transfer cannot use from the others), two targets shaped like XNLI and XCOPA,
-and one whose label lives in word order (`syn_lead`, for the word-shuffle control), each target with
+one whose label lives in word order (`syn_lead`, for the word-shuffle control), and two for RS-DA:
+`syn_synonyms`, evaluated with every English word swapped for a synonym no training shows, and
+its twin `syn_polarity`, the same examples as written (nothing for RS-DA to find), each target with
 English training data and validation/test data in every language. Which intermediate task helps,
 leaves alone or hurts which target is the world's ground truth: `RELATEDNESS`.
 Files live under ``{synthetic_root}/data/<task>/<split>.<language>.jsonl``; the data loader fills
@@ -93,6 +95,32 @@ TARGETS: tuple[Task, ...] = (
         labels=("pole0", "pole1"),
         description="word order planted: the pole of the sentence's first word (the sentence "
         "holds as many words of each pole)",
+    ),
+    # Not in RELATEDNESS either: RS-DA's planted case (docs/reading.md). Both read the pole most
+    # of a sentence's words have; syn_synonyms's evaluation has every word a language shares
+    # with English swapped for the English synonym (the suite's synonyms.json links them).
+    Task(
+        key="syn_polarity",
+        kind="classification",
+        sources=(_multilingual("syn_polarity"),),
+        columns=_SINGLE,
+        num_labels=2,
+        metric="accuracy",
+        languages=ALL_LANGUAGES,
+        labels=("pole0", "pole1"),
+        description="the pole most of the sentence's words have (RS-DA's null case)",
+    ),
+    Task(
+        key="syn_synonyms",
+        kind="classification",
+        sources=(_multilingual("syn_synonyms"),),
+        columns=_SINGLE,
+        num_labels=2,
+        metric="accuracy",
+        languages=ALL_LANGUAGES,
+        labels=("pole0", "pole1"),
+        description="syn_polarity evaluated with English's words swapped for synonyms that no "
+        "training data shows (RS-DA's planted case)",
     ),
 )
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from xlt_search.data import SplitRequest
+from xlt_search.data import SplitRequest, augmented
 from xlt_search.errors import UnknownTaskError, did_you_mean
-from xlt_search.names import NO_ROBUST_TRAINING, split_languages
+from xlt_search.names import DEFAULT_ROBUST_COPIES, NO_ROBUST_TRAINING, RS_DA, split_languages
 from xlt_search.tasks.base import Task
 from xlt_search.trial.robust import Robustness
 
@@ -74,6 +74,9 @@ class TrialConfig:
     # the languages of the intermediate phase's training data, "+"-joined: "en", "en+de+zh"
     # (English and translations), "de+zh" (translations only)
     intermediate_languages: str = "en"
+    robust_copies: int = (
+        DEFAULT_ROBUST_COPIES  # rs_da: the augmented copies of each English training row
+    )
     seed: int = 0
     num_threads: int = 1
     device: str = "cpu"
@@ -107,9 +110,24 @@ class TrialConfig:
     def robustness(self, phase: Phase) -> Robustness:
         """How the steps of `phase` compute their gradient (trial/robust.py); the probes are
         target fine-tunes and train as the target phase does."""
-        if phase is Phase.INTERMEDIATE and self.robust_phases != "all":
-            return Robustness()
+        if self.robust_training == RS_DA or not self.robust_in(phase):
+            return Robustness()  # rs_da's steps are plain: its robustness is in its data
         return Robustness(self.robust_training, self.robust_epsilon)
+
+    def robust_in(self, phase: Phase) -> bool:
+        """Whether `phase` trains robustly (the target phase always, the intermediate one with
+        `robust_phases: all`)."""
+        return phase is Phase.TARGET or self.robust_phases == "all"
+
+    def train_variant(self, phase: Phase) -> str:
+        """The variant of its English training splits `phase` reads (`SplitRequest.control`):
+        a control trial's control in the target phase, RS-DA's augmented copies where it trains
+        robustly with rs_da, else "" (the real data)."""
+        if self.control and phase is Phase.TARGET:
+            return self.control
+        if self.robust_training == RS_DA and self.robust_in(phase):
+            return augmented(self.robust_copies)
+        return ""
 
     @property
     def fine_tuned_targets(self) -> tuple[TargetConfig, ...]:
@@ -141,10 +159,14 @@ def required_splits(
     registry: Mapping[str, Task] | None = None,
     controls: Sequence[str] = (),
     languages: Sequence[str] = ("en",),
+    augmentations: Sequence[str] = (),
+    augment_intermediate: bool = False,
 ) -> list[SplitRequest]:
-    """Every split a trial over `tasks` (or any subset of them) and `targets` reads, and for
-    each of `controls` the fine-tuned targets' training splits as that control trains on them.
-    `languages`: those the intermediate tasks' training data is read in (translate-train).
+    """Every split a trial over `tasks` (or any subset of them) and `targets` reads; for each of
+    `controls` the fine-tuned targets' training splits as that control trains on them; for each
+    of `augmentations` (RS-DA's variants, `data.augmented`) those splits augmented, and the
+    intermediate tasks' English ones too with `augment_intermediate`. `languages`: those the
+    intermediate tasks' training data is read in (translate-train).
 
     `registry` defaults to the task registry.
     """
@@ -152,7 +174,13 @@ def required_splits(
         from xlt_search.tasks import REGISTRY
 
         registry = REGISTRY
+    intermediate = augmentations if augment_intermediate else ()
     requests = [SplitRequest(key, "train", lang) for key in tasks for lang in languages]
+    requests += [
+        SplitRequest(key, "train", "en", control=variant)
+        for variant in intermediate
+        for key in tasks
+    ]
     for target in targets:
         if target.task not in registry:
             raise UnknownTaskError(
@@ -162,7 +190,7 @@ def required_splits(
         if target.fine_tuned:
             requests += [
                 SplitRequest(key, "train", "en", control=control)
-                for control in ("", *controls)
+                for control in ("", *controls, *augmentations)
                 for key in training_tasks(task)
             ]
         requests += [SplitRequest(target.task, "validation", lang) for lang in target.languages]

@@ -107,7 +107,9 @@ def intermediate_phase(
     model.to(device).train()  # from_pretrained gives a model in eval mode: dropout off
     streams = {
         key: BatchStream(
-            intermediate_data(data, key, config.intermediate_codes),
+            intermediate_data(
+                data, key, config.intermediate_codes, config.train_variant(Phase.INTERMEDIATE)
+            ),
             task.kind,
             data.pad_token_id,
             config.per_device_batch_size,

@@ -104,18 +104,21 @@ def forked_rng(device: torch.device, seed: int) -> Iterator[None]:
         yield
 
 
-def intermediate_data(data: PreparedData, key: str, languages: Sequence[str]) -> datasets.Dataset:
+def intermediate_data(
+    data: PreparedData, key: str, languages: Sequence[str], variant: str = ""
+) -> datasets.Dataset:
     """An intermediate task's training rows in `languages` (its English data, its translations),
     one language after the other: the task's stream shuffles them together, and the task sampler
-    weighs the task by all of them."""
-    splits = [data.load(key, "train", lang) for lang in languages]
+    weighs the task by all of them. `variant` (RS-DA's copies) is read for English; a
+    translation is read as it is."""
+    splits = [data.load(key, "train", lang, variant if lang == "en" else "") for lang in languages]
     return splits[0] if len(splits) == 1 else datasets.concatenate_datasets(splits)
 
 
 class TargetBatches:
     """A target's English training batches: its `training_tasks` in order (XCOPA: SIQA then COPA),
-    each for an equal share of `total_steps`; with `control`, their splits as that control
-    trains on them."""
+    each for an equal share of `total_steps`; with `control`, their splits as that variant
+    (a control, RS-DA's copies) makes them."""
 
     def __init__(
         self,
@@ -183,7 +186,7 @@ def start_fine_tune(
 ) -> FineTune:
     """A fine-tune of `encoder` (trained in place) on `target`'s English training data, for
     `steps` steps at the target learning rate; its batches are drawn from `seed` (from the
-    data of the trial's control, if it is one). The new head is initialized from torch's global
+    data of the trial's control, if it is one, or RS-DA's copies). The new head is initialized from torch's global
     random stream."""
     task = data.task(target.task)
     model = MultiTaskModel(
@@ -193,6 +196,8 @@ def start_fine_tune(
     optimizer, scheduler = make_optimizer(
         model, config.target_lr, config.weight_decay, config.warmup_ratio, steps
     )
-    batches = TargetBatches(data, task, config.per_device_batch_size, steps, seed, config.control)
+    batches = TargetBatches(
+        data, task, config.per_device_batch_size, steps, seed, config.train_variant(Phase.TARGET)
+    )
     robustness = config.robustness(Phase.TARGET)
     return FineTune(target, model, optimizer, scheduler, batches, encoder.device, robustness)

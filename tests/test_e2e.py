@@ -143,6 +143,12 @@ def test_report_command_rebuilds_the_report_from_mlflow(search: dict) -> None:
         "contributions.png",
         "gains.csv",
         "gains_heatmap.png",
+        "controls.csv",
+        "labels.csv",
+        "target_agreement.csv",
+        "seed_agreement.csv",
+        "task_targets.csv",
+        "rank_agreement.png",
         "summary.md",
     }
     contributions = list(csv.DictReader((out / "contributions.csv").open()))

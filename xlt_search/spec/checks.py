@@ -7,6 +7,8 @@ SpecError that names the key and the fix.
 from __future__ import annotations
 
 import collections.abc
+import glob
+import os
 import re
 
 from xlt_search.errors import SpecError, did_you_mean
@@ -221,30 +223,42 @@ def check_targets(spec: SearchSpec) -> None:
 
 def _check_held_out(spec: SearchSpec) -> None:
     """No pool task trains on rows a target is scored on (tatoeba_parallel reads the validation
-    split of google/xtreme's tatoeba configs, the very pairs the tatoeba target retrieves)."""
+    split of google/xtreme's tatoeba configs, the very pairs the tatoeba target retrieves; read
+    from LASER's files, the same pairs' files). Hub sources are compared with hub sources, files
+    with files."""
     registry = spec.registry
     for target in spec.targets:
         task = get_task(target.task, registry)
         scored = {
             row
             for lang in target.languages or task.languages
-            for source in task.sources
             for split in ("validation", "test")
-            for row in _source_rows(source, split, lang)
+            for row in _split_rows(task, split, lang)
         }
         for key in spec.pool:
-            trained = {
-                row
-                for source in registry[key].sources
-                for row in _source_rows(source, "train", "en")
-            }
-            if registry[key].files is None and task.files is None and trained & scored:
-                path, name, _, part = sorted(trained & scored)[0]
+            overlap = sorted(_split_rows(registry[key], "train", "en") & scored)
+            if overlap:
+                path, name, _, part = overlap[0]
                 raise SpecError(
-                    f"pool: {key} trains on {path} {name} {part.split('#')[0]}, which target "
-                    f"{target.task} is scored on; remove {key} from the pool or {target.task} "
-                    "from the targets"
+                    f"pool: {key} trains on {path} {name} {part.split('#')[0]}".rstrip()
+                    + f", which target {target.task} is scored on; remove {key} from the pool "
+                    f"or {target.task} from the targets"
                 )
+
+
+def _split_rows(task: Task, split: str, lang: str) -> set[tuple[str, str, str, str]]:
+    """What one split of a task reads in `lang`: its sources' splits, or with `files` set the
+    files (a Moses pair by its name without the side, NAME.L1-L2, which both sides share)."""
+    if task.files is None:
+        return {row for source in task.sources for row in _source_rows(source, split, lang)}
+    template = task.split_files(split)
+    if template is None or task.layout is None:
+        return set()
+    pattern = os.path.expanduser(template.replace("{lang}", task.layout.code(lang)))
+    paths = {os.path.abspath(path) for path in glob.glob(pattern)}
+    if task.layout.format == "moses":
+        paths = {os.path.splitext(path)[0] for path in paths}
+    return {(path, "", "", "") for path in paths}
 
 
 def _source_rows(source: DataSource, split: str, lang: str) -> set[tuple[str, str, str, str]]:

@@ -108,8 +108,8 @@ class DataSource:
         return self.data_files is None and "/" in self.path and not self.path.startswith((".", "/"))
 
 
-FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv"]
-FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv")
+FileFormat = Literal["jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv", "moses"]
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "tsv", "conllu", "squad_json", "xwinograd_tsv", "moses")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,10 @@ class FileLayout:
     ``squad_json`` (SQuAD's nested JSON, one row per question: ``id``, ``title``, ``context``,
     ``question``, ``answers``). `columns` maps the kind's fields to the columns so read.
     ``xwinograd_tsv`` (XWINO's TSV as WinoGrande-style rows: ``lang``, ``source``, ``sentence``
-    with ``_`` for the pronoun, ``option1``, ``option2``, ``answer``). `language_column`: files
+    with ``_`` for the pronoun, ``option1``, ``option2``, ``answer``), or ``moses`` (a parallel
+    corpus as two line-aligned text files, ``NAME.L1-L2.L1`` and ``NAME.L1-L2.L2``, as OPUS and
+    LASER's Tatoeba ship them: the layout names one side's file, read as ``sentence``, and its
+    line-for-line partner, the other side, as ``translation``). `language_column`: files
     that mix languages keep the rows whose column starts with the language's spelling. `shares`
     and `shares_seed`: as a `DataSource`'s, for files that hold one split. `home`: where the
     authors publish the files.
@@ -176,6 +179,16 @@ class Task:
     note: str = ""
     layout: FileLayout | None = None
     files: str | Mapping[str, str] | None = None
+
+    def split_files(self, split: str) -> str | None:
+        """The path template of one split's files when `files` is set (the layout's path under
+        the folder, or the spec's path for the split), placeholders unfilled; None when there is
+        no such template."""
+        if isinstance(self.files, str):
+            if self.layout is None or split not in self.layout.files:
+                return None
+            return f"{self.files.rstrip('/')}/{self.layout.files[split]}"
+        return (self.files or {}).get(split)
 
     def column(self, canonical: str) -> ColumnRef | None:
         """The source column(s) for a canonical field, or None when the task lacks that field."""

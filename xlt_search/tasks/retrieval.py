@@ -4,7 +4,9 @@ pairs as a parallel intermediate task (`tatoeba_parallel`: translation ranking t
 
 from __future__ import annotations
 
-from xlt_search.tasks.base import DataSource, Task
+from xlt_search.tasks.base import DataSource, FileLayout, Task
+
+_LASER = "github.com/facebookresearch/LASER"  # its data/tatoeba/v1, which XTREME reads
 
 # google/xtreme names its Tatoeba configs by ISO 639-3 code; the English side is the candidate.
 _TATOEBA_LANGUAGES = {
@@ -63,6 +65,13 @@ TASKS: tuple[Task, ...] = (
         metric="accuracy",
         languages=tuple(_TATOEBA_LANGUAGES),
         description="Tatoeba: find each sentence's English translation, 36 languages",
+        layout=FileLayout(
+            "moses",
+            {"validation": "data/tatoeba/v1/tatoeba.{lang}-eng.{lang}"},
+            {"query": "sentence", "candidate": "translation"},
+            home=_LASER,
+            language_codes=_TATOEBA_LANGUAGES,
+        ),
     ),
     # Every language's pairs in one training split (the hub copy ships only XTREME's evaluation
     # pairs, 1,000 a language for most): the spec refuses it in a pool beside the tatoeba target,
@@ -80,5 +89,12 @@ TASKS: tuple[Task, ...] = (
         description="Tatoeba's pairs of 36 languages with English as parallel data: rank each "
         "sentence's translation above the batch's others",
         note="not with the tatoeba target: it trains on the pairs tatoeba is scored on",
+        # LASER's files hold all of its 112 languages' pairs with English: every one is read
+        layout=FileLayout(
+            "moses",
+            {"train": "data/tatoeba/v1/tatoeba.*-eng.eng"},
+            {"source": "sentence", "target": "translation"},
+            home=_LASER,
+        ),
     ),
 )

@@ -34,6 +34,8 @@ PLANS = {  # each with the no-intermediate baseline
     "robust_training_local.yaml": (12, 600 + 300 * 2),  # (1 + 1 + 1 + baseline) x 3 kinds
     "translate_train.yaml": (6, 20000 + 3000 * 2),  # (mnli_translated + baseline) x 3 languages
     "translate_train_local.yaml": (6, 600 + 300 * 2),
+    "parallel_data.yaml": (8, 20000 + 3000 * 2),  # every subset of 3 tasks, and the baseline
+    "parallel_data_local.yaml": (8, 600 + 300 * 2),
     # 2 per size 1..8, the one of size 9, and the baseline, each with 3 seeds; 4 targets
     "reasoning_robustness.yaml": ((2 * 8 + 1 + 1) * 3, 20000 + 3000 * 4),
     "reasoning_robustness_local.yaml": ((5 + 1) * 3, 600 + 300 * 4),

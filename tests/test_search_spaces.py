@@ -6,6 +6,8 @@ Dry runs only: nothing is trained or downloaded (HF_HUB_OFFLINE=1), and nothing 
 from __future__ import annotations
 
 import math
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,21 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, path: Path) 
     assert f"storage     {tmp_path.resolve() / spec.storage_path}" in lines
     assert f"mlflow      experiment '{spec.experiment}'" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_robust_training_takes_rs_da_with_the_neighbours_file_its_comment_names(
+    tmp_path: Path,
+) -> None:
+    """The command in robust_training.yaml's comment runs, with the neighbours file in place."""
+    neighbours = tmp_path / "counterfitted_neighbors.json"
+    shutil.copy(ROOT / "tests" / "data" / "robust_xlt" / neighbours.name, neighbours)
+    spec = ROOT / "search_spaces" / "robust_training.yaml"
+    lines = [line.removeprefix("#").strip() for line in spec.read_text().splitlines()]
+    first = lines.index("xlt-search run search_spaces/robust_training.yaml \\")
+    last = next(i for i in range(first, len(lines)) if not lines[i].endswith("\\"))
+    command = shlex.split(" ".join(line.rstrip("\\") for line in lines[first : last + 1]))
+    assert command[:3] == ["xlt-search", "run", "search_spaces/robust_training.yaml"]
+    overrides = [part.replace("/data/", f"{tmp_path}/") for part in command[3:]]
+    result = run_cli("run", str(spec), "--dry-run", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "subsets     stratified: 24 trials" in result.stdout

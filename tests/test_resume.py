@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -76,6 +77,40 @@ def _held_after_the_first(work: Path, hold: Hold, first: str) -> bool:
     return statuses.get(first) == "completed" and len(hold.held()) == len(statuses) == 3
 
 
+def _stopped_after_the_first(
+    work: Path, spec: Path, stop: Callable[[subprocess.Popen], None]
+) -> tuple[Hold, subprocess.Popen]:
+    """Run `spec` and `stop` its driver once one trial has finished and two others are held
+    mid-way (checkpointed); the hold and the driver, ended."""
+    hold = Hold(work / "hold", budget_steps=40)
+    driver = _start(work, spec, hold.env)
+    try:
+        wait_for(lambda: len(hold.held()) == 2, "two trials held at budget_steps 40", driver)
+        first = hold.held()[0]
+        hold.release(first)
+        wait_for(
+            lambda: _held_after_the_first(work, hold, first),
+            "the first trial completed in MLflow and a third one held",
+            driver,
+        )
+        stop(driver)
+    finally:
+        kill_group(driver)
+    return hold, driver
+
+
+def _sigkill(driver: subprocess.Popen) -> None:
+    """As when the head machine dies."""
+    os.killpg(driver.pid, signal.SIGKILL)
+
+
+def _ctrl_c(driver: subprocess.Popen) -> None:
+    """A terminal sends SIGINT to its foreground group, where Ray's own processes block it (they
+    start with SIGINT masked); the driver alone acts on it."""
+    os.kill(driver.pid, signal.SIGINT)
+    driver.wait(timeout=300)
+
+
 def _parent(work: Path) -> mlflow.entities.Run:
     client = mlflow.MlflowClient(_env(work)["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("resume")
@@ -118,21 +153,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, 
 def test_a_killed_driver_resumes_to_the_uninterrupted_result(
     tmp_path: Path, reference: dict[str, tuple[str, int, float]]
 ) -> None:
-    hold = Hold(tmp_path / "hold", budget_steps=40)
-    driver = _start(tmp_path, _spec(tmp_path), hold.env)
-    try:
-        # kill it once one trial has finished and two others are held mid-way, checkpointed
-        wait_for(lambda: len(hold.held()) == 2, "two trials held at budget_steps 40", driver)
-        first = hold.held()[0]
-        hold.release(first)
-        wait_for(
-            lambda: _held_after_the_first(tmp_path, hold, first),
-            "the first trial completed in MLflow and a third one held",
-            driver,
-        )
-        os.killpg(driver.pid, signal.SIGKILL)
-    finally:
-        kill_group(driver)
+    _stopped_after_the_first(tmp_path, _spec(tmp_path), _sigkill)
     before = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
     unfinished = set(before.loc[before["status"] == "running", "tasks"])
     assert unfinished
@@ -155,23 +176,7 @@ def test_a_killed_driver_resumes_to_the_uninterrupted_result(
 def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
     tmp_path: Path, reference: dict[str, tuple[str, int, float]]
 ) -> None:
-    hold = Hold(tmp_path / "hold", budget_steps=40)
-    driver = _start(tmp_path, _spec(tmp_path), hold.env)
-    try:
-        wait_for(lambda: len(hold.held()) == 2, "two trials held at budget_steps 40", driver)
-        first = hold.held()[0]
-        hold.release(first)
-        wait_for(
-            lambda: _held_after_the_first(tmp_path, hold, first),
-            "the first trial completed in MLflow and a third one held",
-            driver,
-        )
-        # Ctrl-C: a terminal sends SIGINT to its foreground group, where Ray's own processes
-        # block it (they start with SIGINT masked); the driver alone acts on it
-        os.kill(driver.pid, signal.SIGINT)
-        driver.wait(timeout=300)
-    finally:
-        kill_group(driver)
+    hold, driver = _stopped_after_the_first(tmp_path, _spec(tmp_path), _ctrl_c)
     _check_stopped(tmp_path, driver)
     stopped = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
     held = stopped[stopped["trial_id"].isin(hold.held()[1:])]
@@ -193,6 +198,24 @@ def test_ctrl_c_stops_the_search_cleanly_and_resume_ends_it_as_if_never_stopped(
     parent = _parent(tmp_path)
     assert parent.info.status == "FINISHED" and parent.data.tags[STATE_TAG] == "finished"
     assert list((tmp_path / "runs").glob("*/report/summary.md"))
+
+
+@pytest.mark.e2e
+def test_a_killed_guided_search_resumes_with_its_searchers_state(tmp_path: Path) -> None:
+    # A searcher that lost its state would propose its design again from the start: the first
+    # subsets again, as duplicates of trials already run.
+    spec = _spec(tmp_path, subsets={"sampler": "guided", "num_samples": 6})
+    _stopped_after_the_first(tmp_path, spec, _sigkill)
+    before = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+
+    resumed = _xlt(tmp_path, "resume", "resume")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    _check_once_each(tmp_path, 6)
+    after = load_trials("resume", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    assert after["tasks"].nunique() == 6
+    assert sorted(after["guided.step"].astype(int)) == list(range(1, 7))
+    assert set(before["tasks"]) <= set(after["tasks"])
+    assert set(after["status"]) == {"completed"}
 
 
 @pytest.mark.e2e

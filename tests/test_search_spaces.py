@@ -38,6 +38,8 @@ PLANS = {  # each with the no-intermediate baseline
     "translate_train_local.yaml": (6, 600 + 300 * 2),
     "parallel_data.yaml": (8, 20000 + 3000 * 2),  # every subset of 3 tasks, and the baseline
     "parallel_data_local.yaml": (8, 600 + 300 * 2),
+    "guided_xcopa_xnli.yaml": (40, 20000 + 3000 * 2),  # guided: no baseline
+    "guided_xcopa_xnli_local.yaml": (20, 600 + 300 * 2),
     # 2 per size 1..8, the one of size 9, and the baseline, each with 3 seeds; 4 targets
     "reasoning_robustness.yaml": ((2 * 8 + 1 + 1) * 3, 20000 + 3000 * 4),
     "reasoning_robustness_local.yaml": ((5 + 1) * 3, 600 + 300 * 4),

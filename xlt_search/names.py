@@ -63,6 +63,9 @@ CONTROLS: tuple[str, ...] = (WORD_SHUFFLE,)
 # answer offsets not).
 SHUFFLED_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "tagging")
 CONTROL_PARAM = "control"  # the Tune config key and MLflow param of a control trial ("" if none)
+# The guided sampler's prediction of each trial it proposes (Tune config keys and MLflow params):
+# guided.mean, guided.sd (the score it expected at the whole budget), guided.step (1, 2, ...).
+GUIDED_PREFIX = "guided."
 # A trial's per-label accuracy: `label.<target>.<lang>.<label>`.
 LABEL_PREFIX = "label."
 

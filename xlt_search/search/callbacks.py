@@ -26,6 +26,7 @@ from xlt_search.names import (
     CONTROL_PARAM,
     EARLY_STOPPED,
     ERRORED,
+    GUIDED_PREFIX,
     MIXED,
     RUN_STATUS,
     RUNNING,
@@ -124,7 +125,7 @@ class MLflowCallback(Callback):
 
 def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str, Any]:
     """The MLflow params of a trial: its subset's params, its seed, its control if it is one,
-    its hyperparameters."""
+    its hyperparameters, the guided sampler's prediction of it."""
     from xlt_search.spec import HYPERPARAMETERS
 
     control = config.get(CONTROL_PARAM)
@@ -133,6 +134,7 @@ def _trial_params(config: Mapping[str, Any], pool: tuple[str, ...]) -> dict[str,
         "seed": config["seed"],
         **({CONTROL_PARAM: control} if control else {}),
         **{name: config[name] for name in HYPERPARAMETERS if name in config},
+        **{key: value for key, value in config.items() if key.startswith(GUIDED_PREFIX)},
     }
 
 

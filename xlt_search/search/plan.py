@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """What a search will run: the subsets (None for optuna, which picks as it goes) and the budget."""
+    """What a search will run: the subsets (None for optuna or guided, which pick as they go) and
+    the budget."""
 
     spec: SearchSpec
     subsets: tuple[tuple[str, ...], ...] | None  # the baseline, if run, is the empty subset
@@ -35,7 +36,7 @@ class SearchPlan:
 
     @property
     def num_trials(self) -> int:
-        """Trials in all: every subset (or optuna pick) and every control once per training
+        """Trials in all: every subset (or live pick) and every control once per training
         seed and grid point."""
         configurations = (
             len(self.subsets) if self.subsets is not None else self.spec.subsets.num_samples
@@ -45,7 +46,7 @@ class SearchPlan:
     @property
     def budget_steps(self) -> int:
         """Every trial's whole budget together: what the search takes if no trial is cut."""
-        if self.subsets is None:  # optuna never picks the empty subset, and runs no control
+        if self.subsets is None:  # a live sampler never picks the empty subset, runs no control
             return self.num_trials * self.spec.max_budget_steps
         subsets = (*self.subsets, *[()] * len(self.controls))
         each = sum(trial_budget_steps(self.spec, len(s)) for s in subsets)
@@ -53,7 +54,7 @@ class SearchPlan:
 
     @property
     def per_size(self) -> dict[int, int]:
-        """Trials per subset size (empty for optuna: sizes are chosen during the search)."""
+        """Trials per subset size (empty for a live sampler: sizes are chosen as it goes)."""
         return dict(sorted(Counter(len(s) for s in self.subsets or ()).items()))
 
     @property

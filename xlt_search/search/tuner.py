@@ -1,8 +1,8 @@
-"""The search's Tuner: the param space (or the Optuna searcher), the scheduler, the run config.
+"""The search's Tuner: the param space (or a live searcher), the scheduler, the run config.
 
 A plan with a list of subsets is a grid over them (and over the training seeds), each trial's
 `n_tasks` and `use.<task>` flags following from its subset; optuna picks a subset per trial with
-TPE over one boolean per pool task. Every trial is compared on `budget_steps` by ASHA within its
+TPE over one boolean per pool task, guided with its surrogate (search/guided.py). Every trial is compared on `budget_steps` by ASHA within its
 subset size (`SizeStratifiedASHA`), or none is stopped (FIFO).
 
 This module imports Ray at the top: import it only where a search runs.
@@ -21,6 +21,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from xlt_search import subsets
 from xlt_search.names import CONTROL_PARAM
 from xlt_search.search.callbacks import MLflowCallback, ProgressCallback
+from xlt_search.search.guided import GuidedSearch
 from xlt_search.search.paths import experiment_path
 from xlt_search.search.scheduler import SizeStratifiedASHA
 from xlt_search.search.trainable import trainable
@@ -43,15 +44,23 @@ def build_tuner(
     """The Tuner of a new search: the plan's trials, logged to `logger`'s parent run. `verbose`:
     Tune prints its own status tables too."""
     spec = plan.spec
-    max_concurrent = spec.max_concurrent_trials or None  # Tune's limit, for the optuna searcher
-    if plan.subsets is None:
+    max_concurrent = spec.max_concurrent_trials or None  # Tune's limit, for a live searcher
+    param_space: dict[str, Any] = {}
+    num_samples = spec.subsets.num_samples
+    if spec.subsets.sampler == "guided":
+        search_alg: Any = GuidedSearch(
+            spec.pool,
+            spec.sizes,
+            spec.seed,
+            spec.max_budget_steps,
+            {name: tune_domain(d) for name, d in spec.hyperparameters.items()},
+        )
+    elif plan.subsets is None:
         from ray.tune.search.optuna import OptunaSearch  # imports optuna: only where it is used
 
-        param_space: dict[str, Any] = {}
-        search_alg: Any = OptunaSearch(
+        search_alg = OptunaSearch(
             space=_OptunaSpace(spec), metric="score", mode="max", seed=spec.seed
         )
-        num_samples = spec.subsets.num_samples
     else:
         param_space = _grid_space(spec, plan.subsets)
         # Seeded, so a sampled hyperparameter takes the same values each time the spec runs (Tune's

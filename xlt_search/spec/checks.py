@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc
 import glob
+import math
 import os
 import re
 
@@ -32,7 +33,7 @@ MAX_SEED = 2**32 - 1
 # Caps past which a value is a slip, not a plan (the shipped specs train on 256 tokens, in at most
 # 26 trials; the phases' cap is in training_checks).
 MAX_SEQ_LENGTH = 8192
-MAX_COUNT = 10_000  # trials of a random or optuna search; training seeds per configuration
+MAX_COUNT = 10_000  # trials of a random, optuna or guided search; training seeds per configuration
 # A search's name names its results folder (<storage_path>/<name>-<time>).
 MAX_NAME_CHARS = 100
 _NAME_CHARACTERS = re.compile(r"[A-Za-z0-9._-]")
@@ -327,8 +328,8 @@ def check_data(spec: SearchSpec) -> None:
 
 
 def check_subsets(spec: SearchSpec) -> None:
-    """The subsets and seeds: sizes the pool allows, positive counts, and what optuna cannot do
-    (run the baseline, repeat a configuration over seeds)."""
+    """The subsets and seeds: sizes the pool allows, positive counts, and what a sampler that
+    picks live (optuna, guided) cannot do: run the baseline or a grid, repeat over seeds."""
     subsets = spec.subsets
     for size in subsets.sizes:
         if not 1 <= size <= len(spec.pool):
@@ -344,9 +345,16 @@ def check_subsets(spec: SearchSpec) -> None:
             f"subsets.num_samples: {subsets.num_samples} is past the cap of {MAX_COUNT:,} "
             "trials; lower it"
         )
-    if subsets.sampler == "optuna" and subsets.baseline:
+    live = subsets.sampler if subsets.picks_live else None
+    space = sum(math.comb(len(spec.pool), k) for k in spec.sizes)
+    if subsets.sampler == "guided" and subsets.num_samples > space:
         raise SpecError(
-            "subsets.baseline: the optuna sampler picks every trial itself and cannot run the "
+            f"subsets.num_samples: {subsets.num_samples} trials, but the sizes allowed hold "
+            f"{space} subsets and the guided sampler proposes each once; lower it to {space}"
+        )
+    if live and subsets.baseline:
+        raise SpecError(
+            f"subsets.baseline: the {live} sampler picks every trial itself and cannot run the "
             "baseline; remove the key, or run the baseline in a spec with sampler: grid"
         )
     if spec.seeds < 1:
@@ -364,14 +372,14 @@ def check_subsets(spec: SearchSpec) -> None:
             "(2**32 - 1); lower seed"
         )
     grids = [name for name, d in spec.hyperparameters.items() if d.kind == "grid"]
-    if grids and subsets.sampler == "optuna":
+    if grids and live:
         raise SpecError(
-            f"hyperparameters.{grids[0]}: the optuna sampler picks every value itself and runs no "
+            f"hyperparameters.{grids[0]}: the {live} sampler picks every value itself and runs no "
             "grid; write choice in place of grid, or use a stratified, random or grid sampler"
         )
-    if spec.seeds > 1 and subsets.sampler == "optuna":
+    if spec.seeds > 1 and live:
         raise SpecError(
-            "seeds: the optuna sampler picks each configuration once; use seeds: 1, or a "
+            f"seeds: the {live} sampler picks each configuration once; use seeds: 1, or a "
             "stratified, random or grid sampler to repeat configurations over seeds"
         )
 

@@ -18,8 +18,8 @@ def check_controls(spec: SearchSpec) -> None:
     if not spec.runs_baseline:
         raise SpecError(
             "subsets.controls: a control is read against the no-intermediate baseline, which "
-            "this search does not run; set subsets.baseline: true (not with sampler: optuna) "
-            "or remove subsets.controls"
+            "this search does not run; set subsets.baseline: true (not with sampler: optuna "
+            "or guided) or remove subsets.controls"
         )
     for target in spec.fine_tuned_targets:
         kind = registry[target.task].kind

@@ -34,6 +34,9 @@ HYPERPARAMETERS: dict[str, type] = {
 # every configuration once with each of its values (a grid axis, like the seeds); the others draw
 # one value per trial.
 DOMAIN_KINDS: tuple[str, ...] = ("choice", "grid", "uniform", "loguniform", "randint")
+# The subset samplers whose searcher picks each trial live, from the reports so far: each runs a
+# configuration once, and neither the baseline nor a grid.
+LIVE_SAMPLERS: tuple[str, ...] = ("optuna", "guided")
 
 
 @dataclass(frozen=True)
@@ -60,16 +63,23 @@ class TargetSpec:
 class SubsetSpec:
     """How trials pick their subsets of intermediate tasks."""
 
-    sampler: Literal["stratified", "random", "grid", "optuna"] = "stratified"
+    # optuna: TPE over one boolean per task; guided: a surrogate of the score over the subset,
+    # learning from every report so far (xlt_search/guided.py). Both pick each trial live.
+    sampler: Literal["stratified", "random", "grid", "optuna", "guided"] = "stratified"
     sizes: tuple[int, ...] = ()  # empty: every size from 1 to the pool's size
     per_size: int = 2  # stratified: subsets per size
-    num_samples: int = 18  # random and optuna: trials in all
+    num_samples: int = 18  # random, optuna and guided: trials in all
     # The reference trial with no intermediate task (plain target fine-tuning), the scaling
-    # curve's baseline; None: run it, except with optuna (whose searcher picks every trial).
+    # curve's baseline; None: run it, except with optuna or guided (which pick every trial).
     baseline: bool | None = None
     # Control trials (names.CONTROLS), each run once per training seed beside the baseline:
     # `word_shuffle` is the baseline fine-tuned on word-shuffled target training data.
     controls: tuple[Literal["word_shuffle"], ...] = ()
+
+    @property
+    def picks_live(self) -> bool:
+        """Whether a searcher picks each trial as the search goes (no plan of subsets ahead)."""
+        return self.sampler in LIVE_SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -171,7 +181,7 @@ class SearchSpec:
     def runs_baseline(self) -> bool:
         """Whether the search runs the no-intermediate reference trial."""
         if self.subsets.baseline is None:
-            return self.subsets.sampler != "optuna"
+            return not self.subsets.picks_live
         return self.subsets.baseline
 
     def values_of(self, name: str, default: Any) -> tuple[Any, ...]:

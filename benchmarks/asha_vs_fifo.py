@@ -20,51 +20,13 @@ depends on the order trials ran in) is printed too.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from common import run_search, timeline
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_search(spec: dict, folder: Path) -> tuple[str, float]:
-    """Run `spec` through the CLI in `folder`; returns its tracking URI and wall seconds."""
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump({**spec, "storage_path": str(folder / "runs")}))
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(path)],
-        cwd=folder,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return uri, time.perf_counter() - started
-
-
-def timeline(experiment: str, uri: str) -> list[tuple[int, str, int, float, bool]]:
-    """Every report of every trial as (time in ms, run id, budget_steps, score, final), by time."""
-    from mlflow import MlflowClient
-
-    from xlt_search.tracking import load_trials
-
-    client = MlflowClient(tracking_uri=uri)
-    events = []
-    for run_id in load_trials(experiment, uri)["run_id"]:
-        history = {
-            key: {m.step: m for m in client.get_metric_history(run_id, key)}
-            for key in ("score", "final")
-        }
-        for step, score in history["score"].items():
-            final = step in history["final"] and history["final"][step].value == 1.0
-            events.append((score.timestamp, run_id, step, score.value, final))
-    return sorted(events)
 
 
 def steps_to_reach(events: list[tuple[int, str, int, float, bool]], target: float) -> int | None:
@@ -98,7 +60,7 @@ def main() -> None:
             folder = Path(work) / scheduler
             folder.mkdir()
             changed = {**spec, "budget": {**spec["budget"], "scheduler": scheduler}}
-            uri, seconds = run_search(changed, folder)
+            uri, seconds, _ = run_search(changed, folder)
             events = timeline(experiment, uri)
             finals = [score for _, _, _, score, final in events if final]
             results[scheduler] = {

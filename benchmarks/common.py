@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import yaml
 
 
 def isolate(work: Path) -> None:
@@ -27,3 +32,51 @@ def isolate(work: Path) -> None:
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()
     os.chdir(work)
+
+
+def run_search(spec: dict, folder: Path, command: str = "run") -> tuple[str, float, float]:
+    """Run `spec` through the CLI in `folder`; returns its tracking URI, its wall seconds, and
+    the CPU seconds of the driver process alone (sampled each second while it runs, so the last
+    second's are missed; Ray's and the trials' processes are not counted)."""
+    import psutil
+
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump({**spec, "storage_path": str(folder / "runs")}))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    started = time.perf_counter()
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "xlt_search", command, str(path)],
+        cwd=folder,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
+        stdout=subprocess.DEVNULL,
+    )
+    cpu = 0.0
+    while driver.poll() is None:
+        try:
+            times = psutil.Process(driver.pid).cpu_times()
+            cpu = times.user + times.system
+        except psutil.Error:  # it has just ended
+            pass
+        time.sleep(1.0)
+    if driver.returncode:
+        raise subprocess.CalledProcessError(driver.returncode, driver.args)
+    return uri, time.perf_counter() - started, cpu
+
+
+def timeline(experiment: str, uri: str) -> list[tuple[int, str, int, float, bool]]:
+    """Every report of every trial as (time in ms, run id, budget_steps, score, final), by time."""
+    from mlflow import MlflowClient
+
+    from xlt_search.tracking import load_trials
+
+    client = MlflowClient(tracking_uri=uri)
+    events = []
+    for run_id in load_trials(experiment, uri)["run_id"]:
+        history = {
+            key: {m.step: m for m in client.get_metric_history(run_id, key)}
+            for key in ("score", "final")
+        }
+        for step, score in history["score"].items():
+            final = step in history["final"] and history["final"][step].value == 1.0
+            events.append((score.timestamp, run_id, step, score.value, final))
+    return sorted(events)

@@ -136,3 +136,21 @@ def test_pretrained_encoder(tmp_path: Path) -> None:
     baseline = table_row(output, "baseline")
     assert number(baseline[1]) > number(baseline[3].split("/")[0])  # English above chance
     assert "learning check: the target was learned" in output
+
+
+@pytest.mark.e2e
+def test_exhaustive_table_and_its_replays(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, search_spec("table-smoke", tmp_path, pool_size=2))
+    table = tmp_path / "table.csv"
+    output = run_benchmark(
+        "exhaustive_table.py", tmp_path, "--spec", str(spec), "--seeds", "2", "--out", str(table)
+    )
+    assert "trials       8: 4 subsets x 2 seeds" in output, output
+    assert "s a trial" in output and "report " in output, output
+    output = run_benchmark("replay.py", tmp_path, str(table), "--replays", "3")
+    assert "2 tasks, 4 subsets" in output, output
+    for sampler in ("random", "stratified", "optuna", "guided"):
+        assert f"\n{sampler}  |  asha  |  " in output, output
+        row = output.split(f"\n{sampler}  |  fifo  |  ")[1].split("|")
+        assert number(row[0].strip()) <= 3, output  # FIFO finds it among the 3 non-empty subsets
+    assert "guided's median trials to the best / random's" in output

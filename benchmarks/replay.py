@@ -3,6 +3,7 @@ and how well it ranks the tasks by then.
 
     python benchmarks/exhaustive_table.py --pool-size 6     # writes the table first
     python benchmarks/replay.py benchmarks/tables/exhaustive_6.csv --replays 50
+    python benchmarks/replay.py --planted 9 --replays 50     # a landscape with a known answer
 
 Each replay is one search of the pool's non-empty subsets by one sampler (random, stratified,
 optuna TPE, guided), seeded by the replay's number, that trains a subset by reading the table: a
@@ -42,12 +43,7 @@ CHECKPOINTS = (10, 20, 40)
 class Table:
     """The exhaustive table: each subset's reports per training seed."""
 
-    def __init__(self, path: Path) -> None:
-        reports: dict[tuple, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-        with path.open() as handle:
-            for row in csv.DictReader(handle):
-                chosen = subsets.parse_subset_key(row["tasks"])
-                reports[chosen][int(row["seed"])][int(row["budget_steps"])] = float(row["score"])
+    def __init__(self, reports: dict[tuple, dict[int, dict[int, float]]]) -> None:
         self.reports = {s: dict(by_seed) for s, by_seed in reports.items()}
         self.pool = tuple(sorted(set().union(*self.reports)))
         self.mean = {
@@ -61,6 +57,37 @@ class Table:
             min(r) for s, by_seed in self.reports.items() if s for r in by_seed.values()
         )
         self.shapley = self._shapley()
+
+    @classmethod
+    def read(cls, path: Path) -> Table:
+        """The table exhaustive_table.py wrote."""
+        reports: dict[tuple, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                chosen = subsets.parse_subset_key(row["tasks"])
+                reports[chosen][int(row["seed"])][int(row["budget_steps"])] = float(row["score"])
+        return cls(reports)
+
+    @classmethod
+    def planted(cls, n_tasks: int, noise_sd: float = 0.005, seed: int = 0) -> Table:
+        """A landscape with a known answer: main effects evenly from +0.04 to -0.04, t0 and t1 in
+        conflict (-0.05 together), `noise_sd` between two training seeds; its rung (800 of 1200
+        budget_steps) 0.05 below the whole budget."""
+        pool = [f"t{i}" for i in range(n_tasks)]
+        effects = dict(zip(pool, np.linspace(0.04, -0.04, n_tasks), strict=True))
+        rng = np.random.default_rng(seed)
+        reports: dict[tuple, dict[int, dict[int, float]]] = {}
+        for k in range(n_tasks + 1):
+            for chosen in itertools.combinations(pool, k):
+                truth = 0.6 + sum(effects[t] for t in chosen) - 0.05 * ({"t0", "t1"} <= set(chosen))
+                reports[chosen] = {
+                    s: {
+                        800: truth - 0.05 + rng.normal(0, noise_sd),
+                        1200: truth + rng.normal(0, noise_sd),
+                    }
+                    for s in (0, 1)
+                }
+        return cls(reports)
 
     def _shapley(self) -> dict[str, float]:
         """Each task's exact Shapley value of the mean scores (the baseline as no task's value)."""
@@ -218,6 +245,23 @@ def correlation(table: Table, estimate: dict[str, float]) -> float:
     )
 
 
+def confirm(table: Table, experiment: str, within: float) -> str:
+    """When a real search (at $MLFLOW_TRACKING_URI) first completed a trial of a subset within
+    `within` of the table's best, its trials taken in the order they started."""
+    from xlt_search.tracking import load_trials
+
+    trials = load_trials(experiment).sort_values("start_time").reset_index(drop=True)
+    for index, trial in trials.iterrows():
+        chosen = subsets.parse_subset_key(trial["tasks"])
+        if trial["status"] == "completed" and table.mean[chosen] >= table.best - within:
+            return (
+                f"the real search {experiment}: trial {index + 1} of {len(trials)} "
+                f"({trial['tasks']}, its table mean {table.mean[chosen]:.4f}, its own score "
+                f"{trial['score']:.4f}) is the first completed within {within} of the best"
+            )
+    return f"the real search {experiment}: none of its {len(trials)} trials within {within}"
+
+
 def summary(values: list[float | None]) -> str:
     """Median [interquartile range] of the values that are there, and how many are missing."""
     present = [v for v in values if v is not None and not math.isnan(v)]
@@ -231,20 +275,26 @@ def summary(values: list[float | None]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", type=Path)
+    parser.add_argument("table", type=Path, nargs="?", help="exhaustive_table.py's CSV")
+    parser.add_argument("--planted", type=int, help="replay a planted landscape of N tasks instead")
     parser.add_argument("--replays", type=int, default=50)
     parser.add_argument("--within", type=float, default=0.005)
     parser.add_argument("--max-trials", type=int, default=10_000)
     parser.add_argument("--survivors", type=int, default=2, help="ASHA: per size, at the rung")
     parser.add_argument("--reduction", type=int, default=3, help="ASHA's reduction factor")
     parser.add_argument("--samplers", default="random,stratified,optuna,guided")
+    parser.add_argument(
+        "--search", help="also a real search of the table's pool: its MLflow experiment"
+    )
     args = parser.parse_args()
 
-    table = Table(args.table)
+    if (args.table is None) == (args.planted is None):
+        parser.error("give a table or --planted N")
+    table = Table.read(args.table) if args.table else Table.planted(args.planted)
     near = sum(1 for s, m in table.mean.items() if s and m >= table.best - args.within)
     print(
-        f"table {args.table}: {len(table.pool)} tasks, {len(table.mean)} subsets; best non-empty "
-        f"{table.best:.4f}, {near} subset(s) within {args.within}; baseline "
+        f"table {args.table or 'planted'}: {len(table.pool)} tasks, {len(table.mean)} subsets; "
+        f"best non-empty {table.best:.4f}, {near} subset(s) within {args.within}; baseline "
         f"{table.mean.get((), math.nan):.4f}; seed-to-seed sd {table.seed_sd():.4f}; "
         f"budget {table.budget} budget_steps, rung {table.rung}"
     )
@@ -264,6 +314,8 @@ def main() -> None:
             cells += [summary([r["rho"].get(n) for r in runs]) for n in (20, 40)]
             cells.append(summary([r["rho_surrogate"].get(40) for r in runs]))
             print("  |  ".join(cells))
+    if args.search:
+        print(confirm(table, args.search, args.within))
     for scheduler in ("fifo", "asha"):
         if ("guided", scheduler) in medians and ("random", scheduler) in medians:
             ratio = medians["guided", scheduler] / medians["random", scheduler]

@@ -154,3 +154,12 @@ def test_exhaustive_table_and_its_replays(tmp_path: Path) -> None:
         row = output.split(f"\n{sampler}  |  fifo  |  ")[1].split("|")
         assert number(row[0].strip()) <= 3, output  # FIFO finds it among the 3 non-empty subsets
     assert "guided's median trials to the best / random's" in output
+
+
+def test_replays_on_a_planted_landscape(tmp_path: Path) -> None:
+    output = run_benchmark("replay.py", tmp_path, "--planted", "5", "--replays", "5")
+    assert "table planted: 5 tasks, 32 subsets" in output, output
+    assert "seed-to-seed sd 0.00" in output, output  # the planted noise, 0.005
+    guided = output.split("\nguided  |  fifo  |  ")[1].split("|")
+    assert number(guided[0].strip()) <= 31, output  # the median replay finds it among the 31
+    assert "fifo: guided's median trials to the best / random's: " in output

@@ -20,32 +20,13 @@ depends on the order trials ran in) is printed too.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from common import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_search(spec: dict, folder: Path) -> tuple[str, float]:
-    """Run `spec` through the CLI in `folder`; returns its tracking URI and wall seconds."""
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump({**spec, "storage_path": str(folder / "runs")}))
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "xlt_search", "run", str(path)],
-        cwd=folder,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return uri, time.perf_counter() - started
 
 
 def timeline(experiment: str, uri: str) -> list[tuple[int, str, int, float, bool]]:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import yaml
 
 
 def isolate(work: Path) -> None:
@@ -27,3 +32,19 @@ def isolate(work: Path) -> None:
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()
     os.chdir(work)
+
+
+def run_search(spec: dict, folder: Path) -> tuple[str, float]:
+    """Run `spec` through the CLI in `folder`; returns its tracking URI and wall seconds."""
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump({**spec, "storage_path": str(folder / "runs")}))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "xlt_search", "run", str(path)],
+        cwd=folder,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return uri, time.perf_counter() - started

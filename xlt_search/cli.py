@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a search from a spec file")
     run.add_argument("spec", type=Path, help="a YAML spec, e.g. search_spaces/quickstart.yaml")
-    run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its bill, and stop")
+    run.add_argument("--on", metavar="DEVICE", help="the bill's device: cpu, H100, A100-40GB, ...")
+    run.add_argument("--price-per-hour", type=float, metavar="PRICE", help="of a device-hour")
     _add_set(run)
     _add_search_options(run)
     run.set_defaults(command=_run)
@@ -231,8 +233,14 @@ def _run(args: argparse.Namespace) -> int:
     spec = parse_source(source)
     options = _run_options(args)
     check_model(spec.model)  # a local folder exists and holds a model; nothing is loaded yet
-    print(describe_plan(make_plan(spec)))
+    if not args.dry_run and (args.on or args.price_per_hour is not None):
+        raise UserError("--on and --price-per-hour price a dry run: add --dry-run")
+    plan = make_plan(spec)
+    print(describe_plan(plan))
     if args.dry_run:
+        from xlt_search.search.bill import bill_for
+
+        print(bill_for(plan, args.on, args.price_per_hour))
         return 0
     from xlt_search.search import run_search
 

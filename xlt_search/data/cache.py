@@ -130,6 +130,7 @@ def prepare_data(
     mirror: str | Path | None = None,
     synonyms: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    cached_only: bool = False,
 ) -> PreparedData:
     """Tokenize every requested split into `cache_dir` (once; later calls reuse the files).
 
@@ -145,7 +146,8 @@ def prepare_data(
     tokenizer reads it is measured and saved in its folder (`coverage`). A request with a
     `control` is its split made as the control trains on it (`data.controls`, from `seed`); an
     RS-DA variant's words are swapped for their neighbours in the `synonyms` file (read once,
-    part of the variant's fingerprint by content).
+    part of the variant's fingerprint by content). With `cached_only`, nothing is loaded or
+    tokenized: the result holds the requested splits already in the cache, and no mixed cell.
     """
     from transformers import AutoTokenizer
 
@@ -203,6 +205,8 @@ def prepare_data(
             / f"{request.task}.{request.split}.{request.language}{control}-{fingerprint[:16]}"
         )
         if not (target / "dataset_info.json").exists():
+            if cached_only:
+                continue
             started = time.perf_counter()
             dataset = load_task_split(task, request.split, request.language, mirror=mirror)
             preflight.check_labels(task, dataset, request.key)
@@ -221,7 +225,7 @@ def prepare_data(
                 )
         splits[request.key] = str(target)
 
-    mixed = [r for r in dict.fromkeys(requests) if r.second is not None]
+    mixed = [r for r in dict.fromkeys(requests) if r.second is not None and not cached_only]
     mixed_dirs, alignments = _prepare_mixed(
         mixed,
         partial(tokenize, tokenizer=tok, max_seq_length=max_seq_length, segments=traits.segments),

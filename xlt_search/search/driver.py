@@ -157,14 +157,20 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
     return model, data, measured
 
 
-def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
-    """The model's local folder (or hub id), and every split the search reads, tokenized once."""
+def prepare_search_data(spec: SearchSpec, cached_only: bool = False) -> tuple[str, PreparedData]:
+    """The model's local folder (or hub id), and every split the search reads, tokenized once.
+
+    With `cached_only`, quietly: the splits already in the cache, nothing loaded or tokenized.
+    """
     from xlt_search.data import augmented, prepare_data
     from xlt_search.synthetic import resolve_model
     from xlt_search.trial import required_splits
 
     model = resolve_model(spec.model)
-    print(f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks")
+    if not cached_only:
+        print(
+            f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks"
+        )
     started = time.perf_counter()
     data = prepare_data(
         required_splits(
@@ -187,8 +193,10 @@ def prepare_search_data(spec: SearchSpec) -> tuple[str, PreparedData]:
         mirror=spec.data.mirror,
         synonyms=spec.data.synonyms,
         progress=lambda line: print(f"  {line}", flush=True),
+        cached_only=cached_only,
     )
-    print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")
+    if not cached_only:
+        print(f"data ready in {time.perf_counter() - started:.1f} s: {data.root}")
     return model, data
 
 

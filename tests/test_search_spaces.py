@@ -123,6 +123,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, path: Path) 
     assert f"scheduler   {spec.budget.scheduler}" in result.stdout
     assert f"storage     {tmp_path.resolve() / spec.storage_path}" in lines
     assert f"mlflow      experiment '{spec.experiment}'" in result.stdout
+    # priced, or (the hub model not on this machine, offline) saying why not
+    assert "\nbill        " in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 

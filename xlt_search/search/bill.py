@@ -393,5 +393,8 @@ def bill_for(plan: SearchPlan, on: str | None = None, price_per_hour: float | No
     if on is None and spec.resources.gpu == 0:
         on = CPU
     device = get_device(on, spec.precision) if on is not None else None
-    shape, counts = read_counts(spec)
+    try:
+        shape, counts = read_counts(spec)
+    except UserError as error:  # e.g. a hub model not on this machine and the hub out of reach
+        return f"bill        not priced: {error}"
     return describe_bill(make_bill(plan, shape, counts, device), price_per_hour)

@@ -326,6 +326,7 @@ def one_search(work: Path, trials: int, concurrent: int, address: str) -> dict[s
         "Tune's loop wall s": fit["end"] - fit["start"],
         "driver CPU s a trial": driver_cpu_s / trials,
         "Tune's loop CPU s a trial": (fit["cpu_end"] - fit["cpu_start"]) / trials,
+        "MLflow callback calls": len(calls),
         "MLflow callback ms a trial": 1000 * sum(calls) / trials,
         "MLflow callback: longest call ms": 1000 * max(calls),
         "MLflow requests": len(t["request_s"]),

@@ -10,7 +10,10 @@ Starts a two-node Ray cluster (`ray start --head`, then `ray start --address`; e
 server` on 127.0.0.1 with a new store; then runs `xlt-search run --address` on the quickstart's
 pool, targets and budget (reports every 400 budget_steps: 3 a trial, 2 for the baseline) under
 its size-stratified ASHA, with the random sampler over the nine tasks and as many training
-seeds as the trials need (2,000 = 500 configurations, the baseline one of them, x 4 seeds).
+seeds as the trials need (2,000 = 500 configurations, the baseline one of them, x 4 seeds),
+`--concurrent` (8) trials at once on the two nodes' `--cpus-per-node` (4) logical CPUs each.
+The trials' workers run at nice 0 (`RAY_worker_niceness`), not Ray's 15, so that on a machine
+shared with other work they do not wait behind it. `--keep DIR` keeps the stores and logs.
 
 The one thing replaced: in the driver's process (this script, run as the driver) the trainable
 that `build_tuner` uses is the real one's wrapper (`with_resources(with_parameters(fn, data=,
@@ -281,8 +284,8 @@ def one_search(work: Path, trials: int, concurrent: int, address: str) -> dict[s
     folder.mkdir()
     spec, trials = search_spec(trials, concurrent)
     server = MlflowServer(folder, dict(os.environ))
-    server.start()
     try:
+        server.start()
         run_search(spec, folder, "prepare", tracking_uri=server.uri)  # the data, apart
         timings_file = folder / "timings.json"
         _, wall_s, driver_cpu_s = run_search(
@@ -304,7 +307,8 @@ def one_search(work: Path, trials: int, concurrent: int, address: str) -> dict[s
         report_s = time.perf_counter() - started
         logged = load_trials(EXPERIMENT, server.uri)
     finally:
-        server.stop()
+        if server.process is not None:
+            server.stop()
     t = json.loads(timings_file.read_text())
     if len(logged) != trials:
         raise AssertionError(f"{len(logged)} trials in MLflow, {trials} planned")
@@ -387,8 +391,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--scaling", action="store_true", help="also N/4 and N/2 trials")
-    parser.add_argument("--concurrent", type=int, default=4, help="trials at once")
-    parser.add_argument("--cpus-per-node", type=int, default=2, help="Ray's logical CPUs")
+    parser.add_argument("--concurrent", type=int, default=8, help="trials at once")
+    parser.add_argument("--cpus-per-node", type=int, default=4, help="Ray's logical CPUs")
     parser.add_argument(
         "--keep", type=Path, help="a new folder (short path) to keep the stores and logs in"
     )

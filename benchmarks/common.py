@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -34,32 +35,45 @@ def isolate(work: Path) -> None:
     os.chdir(work)
 
 
-def run_search(spec: dict, folder: Path, command: str = "run") -> tuple[str, float, float]:
+def run_search(
+    spec: dict,
+    folder: Path,
+    command: str = "run",
+    *,
+    tracking_uri: str | None = None,
+    driver: Sequence[str] = ("-m", "xlt_search"),
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> tuple[str, float, float]:
     """Run `spec` through the CLI in `folder`; returns its tracking URI, its wall seconds, and
     the CPU seconds of the driver process alone (sampled each second while it runs, so the last
-    second's are missed; Ray's and the trials' processes are not counted)."""
+    second's are missed; Ray's and the trials' processes are not counted).
+
+    `tracking_uri` defaults to a SQLite store in `folder`; `driver` is the Python program that
+    takes the CLI's arguments (`command`, the spec, then `options`); `env` goes over this
+    process's environment."""
     import psutil
 
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump({**spec, "storage_path": str(folder / "runs")}))
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = tracking_uri or f"sqlite:///{folder / 'mlflow.db'}"
     started = time.perf_counter()
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "xlt_search", command, str(path)],
+    driver_process = subprocess.Popen(
+        [sys.executable, *driver, command, str(path), *options],
         cwd=folder,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": ""},
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "", **(env or {})},
         stdout=subprocess.DEVNULL,
     )
     cpu = 0.0
-    while driver.poll() is None:
+    while driver_process.poll() is None:
         try:
-            times = psutil.Process(driver.pid).cpu_times()
+            times = psutil.Process(driver_process.pid).cpu_times()
             cpu = times.user + times.system
         except psutil.Error:  # it has just ended
             pass
         time.sleep(1.0)
-    if driver.returncode:
-        raise subprocess.CalledProcessError(driver.returncode, driver.args)
+    if driver_process.returncode:
+        raise subprocess.CalledProcessError(driver_process.returncode, driver_process.args)
     return uri, time.perf_counter() - started, cpu
 
 

@@ -163,3 +163,20 @@ def test_replays_on_a_planted_landscape(tmp_path: Path) -> None:
     guided = output.split("\nguided  |  fifo  |  ")[1].split("|")
     assert number(guided[0].strip()) <= 31, output  # the median replay finds it among the 31
     assert "fifo: guided's median trials to the best / random's: " in output
+
+
+@pytest.mark.e2e  # a two-node Ray cluster and an MLflow server
+def test_orchestration_at_three_sizes(tmp_path: Path) -> None:
+    output = run_benchmark("orchestration.py", tmp_path, "--trials", "12", "--scaling")
+    assert table_row(output, "trials")[1:] == ["3", "6", "12"], output
+    assert table_row(output, "trials in MLflow")[1:] == ["3", "6", "12"], output
+    calls = [number(cell) for cell in table_row(output, "MLflow callback calls")[1:]]
+    # a start, a report each (2 or 3) and an end per trial
+    assert [c >= 4 * n for c, n in zip(calls, (3, 6, 12), strict=True)] == [True] * 3, output
+    # The callback only queues: a callback that logged itself would see each of its
+    # requests complete inside it (a busy machine may pause a call past one, rarely).
+    waited = [number(cell) for cell in table_row(output, "requests inside a callback call")[1:]]
+    assert all(w <= c / 10 for w, c in zip(waited, calls, strict=True)), output
+    assert all(number(cell) > 0 for cell in table_row(output, "report s")[1:]), output
+    assert "from 3 to 12 trials (4x):" in output and "\nfaster than linear: " in output
+    assert "goals at 12 trials: driver CPU " in output, output

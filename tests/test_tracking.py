@@ -218,6 +218,17 @@ def test_load_trials_gives_one_typed_row_per_trial(uri: str) -> None:
     assert trials["lang.nli.xf1"][1] == 0.2 and trials["lang.nli.xf1"].isna().sum() == 2
 
 
+def test_load_trials_at_a_step_reads_every_trial_as_it_was_there(uri: str) -> None:
+    log_search(uri)
+    at_200 = load_trials("exp", uri, at_step=200).set_index("trial_id")
+    # the completed trial went past 200 (its history is read); the others stopped at 100
+    assert at_200.loc["t1", ["score", "budget_steps", "final"]].tolist() == [0.5, 200, 0.0]
+    assert at_200.loc["t2", ["score", "budget_steps", "lang.nli.xf1"]].tolist() == [0.3, 100, 0.2]
+    assert at_200.loc["t3", "budget_steps"] == 100 and math.isnan(at_200.loc["t3", "score"])
+    at_50 = load_trials("exp", uri, at_step=50)
+    assert at_50["budget_steps"].isna().all() and at_50["score"].isna().all()  # none reported
+
+
 def test_load_trials_takes_the_newest_search_or_the_one_named(uri: str) -> None:
     first = log_search(uri, name="first")
     time.sleep(0.01)  # start times are in milliseconds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Experiment, Run
+
+HISTORY_REQUESTS_AT_ONCE = 8  # metric histories `load_trials` reads at once (at_step)
 
 # The first columns of `load_trials`, in this order; metrics and other params follow.
 TRIAL_COLUMNS = (
@@ -75,10 +78,13 @@ def load_trials(
     client = mlflow_client(uri, must_exist=True)
     parent = _find_parent(client, experiment, uri, parent_run_id)
     parent_run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
-    rows = [
-        _trial_row(run, None if at_step is None else _metrics_at(client, run, at_step))
-        for run in child_runs(client, experiment_id, parent_run_id)
-    ]
+    runs = list(child_runs(client, experiment_id, parent_run_id))
+    if at_step is None:
+        rows = [_trial_row(run) for run in runs]
+    else:  # a request per metric of each run that went past it: several at once
+        with ThreadPoolExecutor(HISTORY_REQUESTS_AT_ONCE) as pool:
+            at = pool.map(lambda run: _metrics_at(client, run, at_step), runs)
+            rows = [_trial_row(run, metrics) for run, metrics in zip(runs, at, strict=True)]
     table = pd.DataFrame(rows)
     for column in TRIAL_COLUMNS:
         if column not in table:
@@ -280,6 +286,10 @@ def mark_search(
 def _metrics_at(client: MlflowClient, run: Run, step: int) -> dict[str, float]:
     """Each of the run's metrics as last reported at a step of at most `step` (left out if none
     was)."""
+    # Every report logs budget_steps at its own step: a run that never reported past `step`
+    # has its last values there, and needs no history (a request per metric).
+    if run.data.metrics.get(BUDGET_STEPS, math.inf) <= step:
+        return dict(run.data.metrics)
     found = {}
     for key in run.data.metrics:
         history = [m for m in client.get_metric_history(run.info.run_id, key) if m.step <= step]

@@ -116,7 +116,7 @@ class Table:
 
 def order(sampler: str, pool: tuple[str, ...], sizes: tuple[int, ...], seed: int) -> list[tuple]:
     """A planned sampler's subsets in the order its search would run them."""
-    space = sum(math.comb(len(pool), k) for k in sizes)
+    space = subsets.count(len(pool), sizes)
     if sampler == "random":
         chosen = subsets.random_subsets(pool, sizes, space, seed)
         random.Random(seed).shuffle(chosen)  # as the tuner shuffles a plan's subsets
@@ -185,7 +185,7 @@ class Guided:
 def replay(table: Table, sampler: str, scheduler: str, seed: int, args) -> dict:
     """One search of `sampler` on the table; what it found, when, and its rankings."""
     pool, sizes = table.pool, tuple(range(1, len(table.pool) + 1))
-    space = sum(math.comb(len(pool), k) for k in sizes)
+    space = subsets.count(len(pool), sizes)
     if sampler == "optuna":
         searcher = Optuna(pool, sizes, seed)
     elif sampler == "guided":

@@ -172,7 +172,7 @@ class GuidedProposer:
     @property
     def space_size(self) -> int:
         """How many subsets the allowed sizes hold."""
-        return sum(math.comb(len(self.pool), k) for k in self.sizes)
+        return subsets.count(len(self.pool), self.sizes)
 
     def observe(self, subset: Sequence[str], share: float, score: float) -> None:
         """A trial of `subset` reported `score` after spending `share` of its budget (its latest

@@ -70,6 +70,11 @@ def subset_params(subset: Iterable[str], pool: Sequence[str]) -> dict[str, str |
     return {"tasks": subset_key(chosen), "n_tasks": len(chosen), **use_flags(chosen, pool)}
 
 
+def count(n_tasks: int, sizes: Iterable[int]) -> int:
+    """How many subsets of a pool of `n_tasks` the sizes `sizes` hold."""
+    return sum(math.comb(n_tasks, k) for k in sizes)
+
+
 def grid(pool: Sequence[str], sizes: Iterable[int]) -> list[tuple[str, ...]]:
     """Every subset of the pool whose size is one of `sizes`."""
     names, sizes = _check_request(pool, sizes)

@@ -4,6 +4,7 @@ and how well it ranks the tasks by then.
     python benchmarks/exhaustive_table.py --pool-size 6     # writes the table first
     python benchmarks/replay.py benchmarks/tables/exhaustive_6.csv --replays 50
     python benchmarks/replay.py --planted 9 --replays 50     # a landscape with a known answer
+    python benchmarks/replay.py --planted 9 --flat           # one with nothing to find
 
 Each replay is one search of the pool's non-empty subsets by one sampler (random, stratified,
 optuna TPE, guided), seeded by the replay's number, that trains a subset by reading the table: a
@@ -18,6 +19,10 @@ within `--within` (0.005: half a point) of the table's best non-empty subset; th
 best minus the best such mean completed so far) after 10, 20 and 40 trials; the Spearman
 correlation of the report's Shapley estimate (KernelSHAP over the completed trials so far; for
 guided also its surrogate's) with the table's exact Shapley values after 20 and 40 trials.
+
+Before them it says what the table's own seeds can resolve: how many subsets lie within the noise
+of the best, and how well one seed's exact Shapley values predict another's (the ceiling of any
+estimate's Spearman), with a warning where the noise leaves the best subset or the ranking open.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ class Table:
         self.rung = min(
             min(r) for s, by_seed in self.reports.items() if s for r in by_seed.values()
         )
-        self.shapley = self._shapley()
+        self.shapley = self._shapley(self.mean)
 
     @classmethod
     def read(cls, path: Path) -> Table:
@@ -69,17 +74,21 @@ class Table:
         return cls(reports)
 
     @classmethod
-    def planted(cls, n_tasks: int, noise_sd: float = 0.005, seed: int = 0) -> Table:
+    def planted(
+        cls, n_tasks: int, scale: float = 1.0, noise_sd: float = 0.005, seed: int = 0
+    ) -> Table:
         """A landscape with a known answer: main effects evenly from +0.04 to -0.04, t0 and t1 in
-        conflict (-0.05 together), `noise_sd` between two training seeds; its rung (800 of 1200
-        budget_steps) 0.05 below the whole budget."""
+        conflict (-0.05 together), all times `scale` (0: nothing to find but the noise),
+        `noise_sd` between two training seeds; its rung (800 of 1200 budget_steps) 0.05 below
+        the whole budget."""
         pool = [f"t{i}" for i in range(n_tasks)]
-        effects = dict(zip(pool, np.linspace(0.04, -0.04, n_tasks), strict=True))
+        effects = dict(zip(pool, np.linspace(0.04, -0.04, n_tasks) * scale, strict=True))
         rng = np.random.default_rng(seed)
         reports: dict[tuple, dict[int, dict[int, float]]] = {}
         for k in range(n_tasks + 1):
             for chosen in itertools.combinations(pool, k):
-                truth = 0.6 + sum(effects[t] for t in chosen) - 0.05 * ({"t0", "t1"} <= set(chosen))
+                conflict = 0.05 * scale * ({"t0", "t1"} <= set(chosen))
+                truth = 0.6 + sum(effects[t] for t in chosen) - conflict
                 reports[chosen] = {
                     s: {
                         800: truth - 0.05 + rng.normal(0, noise_sd),
@@ -89,8 +98,9 @@ class Table:
                 }
         return cls(reports)
 
-    def _shapley(self) -> dict[str, float]:
-        """Each task's exact Shapley value of the mean scores (the baseline as no task's value)."""
+    def _shapley(self, mean: dict[tuple, float]) -> dict[str, float]:
+        """Each task's exact Shapley value of `mean` (a score per subset; the baseline's as no
+        task's value)."""
         n, values = len(self.pool), {}
         for task in self.pool:
             others = [t for t in self.pool if t != task]
@@ -98,7 +108,7 @@ class Table:
                 math.factorial(k)
                 * math.factorial(n - k - 1)
                 / math.factorial(n)
-                * (self.mean[tuple(sorted((*s, task)))] - self.mean[s])
+                * (mean[tuple(sorted((*s, task)))] - mean[s])
                 for k in range(n)
                 for s in itertools.combinations(others, k)
             )
@@ -112,6 +122,39 @@ class Table:
             if len(by_seed) > 1
         ]
         return float(np.sqrt(np.mean(spread))) if spread else math.nan
+
+    def resolution(self) -> str:
+        """What the table's own seeds can tell apart: the margin a difference of two subsets'
+        means must pass (twice its standard error), how many subsets lie within it of the best,
+        and how well two seeds' exact Shapley values agree (the most any estimate's Spearman can
+        mean); with a warning for each that the noise leaves unresolved."""
+        seeds = sorted(set.intersection(*(set(by_seed) for by_seed in self.reports.values())))
+        if len(seeds) < 2:
+            return "resolution: unknown (one training seed: no noise floor)"
+        noise = 2 * self.seed_sd() * math.sqrt(2 / len(seeds))
+        tied = sum(1 for s, m in self.mean.items() if s and m >= self.best - noise)
+        alone = [
+            self._shapley({s: r[seed][max(r[seed])] for s, r in self.reports.items()})
+            for seed in seeds[:2]
+        ]
+        rho = spearmanr([alone[0][t] for t in self.pool], [alone[1][t] for t in self.pool])[0]
+        lines = [
+            f"resolution: two subsets' means differ beyond the noise past {noise:.4f} (2 x sd x "
+            f"sqrt(2/{len(seeds)})); {tied} non-empty subset(s) lie within it of the best; the "
+            f"exact Shapley values of seed {seeds[0]} alone and seed {seeds[1]} alone agree at "
+            f"Spearman {rho:.2f}"
+        ]
+        if tied > 1:
+            lines.append(
+                f"warning: the best subset is not resolved: {tied} subsets are within the noise "
+                "of it, so 'trials to best' measures luck at this margin"
+            )
+        if not rho >= 0.5:  # nan too: every value alike
+            lines.append(
+                "warning: the task ranking is not resolved: one seed's exact Shapley values "
+                f"predict the other's at Spearman {rho:.2f}, so rho against them ranks noise"
+            )
+        return "\n".join(lines)
 
 
 def order(sampler: str, pool: tuple[str, ...], sizes: tuple[int, ...], seed: int) -> list[tuple]:
@@ -277,6 +320,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", type=Path, nargs="?", help="exhaustive_table.py's CSV")
     parser.add_argument("--planted", type=int, help="replay a planted landscape of N tasks instead")
+    parser.add_argument(
+        "--flat", action="store_true", help="the planted landscape with nothing to find"
+    )
     parser.add_argument("--replays", type=int, default=50)
     parser.add_argument("--within", type=float, default=0.005)
     parser.add_argument("--max-trials", type=int, default=10_000)
@@ -290,7 +336,10 @@ def main() -> None:
 
     if (args.table is None) == (args.planted is None):
         parser.error("give a table or --planted N")
-    table = Table.read(args.table) if args.table else Table.planted(args.planted)
+    if args.table:
+        table = Table.read(args.table)
+    else:
+        table = Table.planted(args.planted, scale=0.0 if args.flat else 1.0)
     near = sum(1 for s, m in table.mean.items() if s and m >= table.best - args.within)
     print(
         f"table {args.table or 'planted'}: {len(table.pool)} tasks, {len(table.mean)} subsets; "
@@ -298,6 +347,7 @@ def main() -> None:
         f"{table.mean.get((), math.nan):.4f}; seed-to-seed sd {table.seed_sd():.4f}; "
         f"budget {table.budget} budget_steps, rung {table.rung}"
     )
+    print(table.resolution())
     header = ["sampler", "scheduler", "trials to best", "steps to best"]
     header += [f"regret@{n}" for n in CHECKPOINTS] + ["rho@20", "rho@40", "surrogate rho@40"]
     print("  |  ".join(header))

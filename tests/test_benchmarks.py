@@ -163,6 +163,18 @@ def test_replays_on_a_planted_landscape(tmp_path: Path) -> None:
     guided = output.split("\nguided  |  fifo  |  ")[1].split("|")
     assert number(guided[0].strip()) <= 31, output  # the median replay finds it among the 31
     assert "fifo: guided's median trials to the best / random's: " in output
+    # t2's planted effect is 0, so the best ({t0}) ties with {t0, t2}; the ranking is resolved
+    assert "2 non-empty subset(s) lie within it of the best" in output, output
+    assert "alone agree at Spearman 1.00" in output, output
+    assert "the task ranking is not resolved" not in output, output
+
+
+def test_replays_on_a_landscape_with_nothing_to_find_say_so(tmp_path: Path) -> None:
+    output = run_benchmark(
+        "replay.py", tmp_path, "--planted", "5", "--flat", "--replays", "2", "--samplers", "random"
+    )
+    assert "warning: the best subset is not resolved: " in output, output
+    assert "warning: the task ranking is not resolved: " in output, output
 
 
 @pytest.mark.e2e  # a two-node Ray cluster and an MLflow server

@@ -3,12 +3,14 @@ through the real search at the quickstart's budget, with the score at every repo
 
     python benchmarks/exhaustive_table.py                  # 9 tasks: 512 subsets x 2 seeds
     python benchmarks/exhaustive_table.py --pool-size 6    # the first 6 tasks: 64 x 2
+    python benchmarks/exhaustive_table.py --seeds 1 --first-seed 1   # one seed's shard: 512 x 1
 
 Runs the quickstart spec (or `--spec`) through the CLI as a grid over every subset of its pool
 (or of its first `--pool-size` tasks) and the baseline, `--seeds` training seeds each, under FIFO
 (no trial is cut, so every report is there to replay an early-stopping policy on), in a fresh
 folder with its own MLflow store and the default data cache (prepared first, apart from the
-timing). Writes `--out` (CSV: tasks, n_tasks, seed, budget_steps, score, one row per report) and
+timing). A table can be made in shards, one training seed each (`--seeds 1 --first-seed S`, each
+its own search and file), which `benchmarks/replay.py` reads together. Writes `--out` (CSV: tasks, n_tasks, seed, budget_steps, score, one row per report) and
 prints: trials, wall time, the driver's CPU seconds per trial (Tune's loop, the MLflow callback,
 the report), the report's own time (`xlt-search report` again on the finished search), and the
 best subset by its mean over seeds. `benchmarks/replay.py` replays samplers on the table.
@@ -31,8 +33,9 @@ from common import run_search
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def table_spec(spec: dict, pool_size: int | None, seeds: int) -> dict:
-    """`spec` as the exhaustive grid: every subset and the baseline, FIFO, `seeds` seeds."""
+def table_spec(spec: dict, pool_size: int | None, seeds: int, first_seed: int | None) -> dict:
+    """`spec` as the exhaustive grid: every subset and the baseline, FIFO, `seeds` seeds from
+    `first_seed` (default: the spec's own)."""
     pool = spec["pool"][:pool_size] if pool_size else spec["pool"]
     return {
         **spec,
@@ -40,6 +43,7 @@ def table_spec(spec: dict, pool_size: int | None, seeds: int) -> dict:
         "mlflow": {"experiment": "exhaustive"},
         "pool": pool,
         "subsets": {"sampler": "grid", "baseline": True},
+        "seed": spec.get("seed", 0) if first_seed is None else first_seed,
         "seeds": seeds,
         "budget": {**spec["budget"], "scheduler": "fifo"},
     }
@@ -74,11 +78,17 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "search_spaces" / "quickstart.yaml")
     parser.add_argument("--pool-size", type=int, help="the first N pool tasks (default: all)")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, help="the first training seed (default: spec's)")
     parser.add_argument("--out", type=Path, help="the table (default: benchmarks/tables/...)")
     args = parser.parse_args()
 
-    spec = table_spec(yaml.safe_load(args.spec.read_text()), args.pool_size, args.seeds)
-    out = args.out or ROOT / "benchmarks" / "tables" / f"exhaustive_{len(spec['pool'])}.csv"
+    spec = yaml.safe_load(args.spec.read_text())
+    spec = table_spec(spec, args.pool_size, args.seeds, args.first_seed)
+    name = f"exhaustive_{len(spec['pool'])}"
+    if args.first_seed is not None:  # a shard: its seed, or its seeds' range
+        last = spec["seed"] + args.seeds - 1
+        name += f"_seed{last}" if args.seeds == 1 else f"_seeds{spec['seed']}-{last}"
+    out = args.out or ROOT / "benchmarks" / "tables" / f"{name}.csv"
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         run_search(spec, folder, "prepare")

@@ -64,13 +64,15 @@ class Table:
         self.shapley = self._shapley(self.mean)
 
     @classmethod
-    def read(cls, path: Path) -> Table:
-        """The table exhaustive_table.py wrote."""
+    def read(cls, paths: list[Path]) -> Table:
+        """The table exhaustive_table.py wrote, whole or in shards (one file per seed or seeds)."""
         reports: dict[tuple, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-        with path.open() as handle:
-            for row in csv.DictReader(handle):
-                chosen = subsets.parse_subset_key(row["tasks"])
-                reports[chosen][int(row["seed"])][int(row["budget_steps"])] = float(row["score"])
+        for path in paths:
+            with path.open() as handle:
+                for row in csv.DictReader(handle):
+                    chosen = subsets.parse_subset_key(row["tasks"])
+                    steps, score = int(row["budget_steps"]), float(row["score"])
+                    reports[chosen][int(row["seed"])][steps] = score
         return cls(reports)
 
     @classmethod
@@ -318,7 +320,9 @@ def summary(values: list[float | None]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", type=Path, nargs="?", help="exhaustive_table.py's CSV")
+    parser.add_argument(
+        "table", type=Path, nargs="*", help="exhaustive_table.py's CSV (or its shards' CSVs)"
+    )
     parser.add_argument("--planted", type=int, help="replay a planted landscape of N tasks instead")
     parser.add_argument(
         "--flat", action="store_true", help="the planted landscape with nothing to find"
@@ -334,15 +338,16 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    if (args.table is None) == (args.planted is None):
+    if bool(args.table) == (args.planted is not None):
         parser.error("give a table or --planted N")
     if args.table:
         table = Table.read(args.table)
     else:
         table = Table.planted(args.planted, scale=0.0 if args.flat else 1.0)
     near = sum(1 for s, m in table.mean.items() if s and m >= table.best - args.within)
+    source = " + ".join(map(str, args.table)) or "planted"
     print(
-        f"table {args.table or 'planted'}: {len(table.pool)} tasks, {len(table.mean)} subsets; "
+        f"table {source}: {len(table.pool)} tasks, {len(table.mean)} subsets; "
         f"best non-empty {table.best:.4f}, {near} subset(s) within {args.within}; baseline "
         f"{table.mean.get((), math.nan):.4f}; seed-to-seed sd {table.seed_sd():.4f}; "
         f"budget {table.budget} budget_steps, rung {table.rung}"

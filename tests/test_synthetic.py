@@ -66,10 +66,10 @@ def test_ensure_suite_is_cached_and_versioned(suite: Path) -> None:
     assert [p.name for p in suite.parent.iterdir()] == [suite.name]  # no staging folder left
 
 
-def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XLT_SEARCH_CACHE", str(tmp_path))
+def test_resolve_model(suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XLT_SEARCH_CACHE", str(suite.parent))  # the suite made once, above
     assert resolve_model(SYNTHETIC_MODEL) == str(
-        tmp_path / f"synthetic-v{SUITE_VERSION}" / "encoder"
+        suite.parent / f"synthetic-v{SUITE_VERSION}" / "encoder"
     )
     assert resolve_model("FacebookAI/xlm-roberta-large") == "FacebookAI/xlm-roberta-large"
     assert resolve_model("/some/local/dir") == "/some/local/dir"

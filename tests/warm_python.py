@@ -1,5 +1,6 @@
-"""A Python interpreter that has already imported torch and MLflow, and forks a new process for
-each command it is sent: what `tests/processes.py` runs the CLI and the benchmarks through.
+"""A Python interpreter that has already imported torch and MLflow (and the parts of torch and
+SciPy that transformers' model code pulls in), and forks a new process for each command it is
+sent: what `tests/processes.py` runs the CLI and the benchmarks through.
 
 Each command is a real process of its own (its own arguments, working folder, environment,
 stdout and stderr, exit status), started in a fraction of the seconds a cold `python` takes to
@@ -24,7 +25,13 @@ import mlflow  # noqa: F401
 import mlflow.tracking  # noqa: F401
 import numpy  # noqa: F401
 import pyarrow  # noqa: F401
+import scipy.linalg  # noqa: F401
+import scipy.optimize  # noqa: F401
+import sympy  # noqa: F401
 import torch  # noqa: F401
+import torch._dynamo  # noqa: F401  (what transformers' model loading imports: 2 s a command)
+import torch.distributed.tensor  # noqa: F401
+import torch.fx.experimental.symbolic_shapes  # noqa: F401
 import yaml  # noqa: F401
 
 # Imported by each command under its own environment, never here (see the docstring).

@@ -4,6 +4,7 @@ callbacks and MLflow server, on a two-node cluster on this machine.
     python benchmarks/orchestration.py                     # 2,000 trials
     python benchmarks/orchestration.py --scaling           # 500, 1,000 and 2,000 trials
     python benchmarks/orchestration.py --trials 20         # a smoke run
+    python benchmarks/orchestration.py --trials 250 --profile /tmp/loop.prof   # where it goes
 
 Starts a two-node Ray cluster (`ray start --head`, then `ray start --address`; each node its own
 --temp-dir and free ports, `--node-ip-address=127.0.0.1`) and, for each size, an `mlflow
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import cProfile
 import json
 import math
 import os
@@ -153,8 +155,9 @@ class Timings:
 
 
 def drive(argv: list[str]) -> int:
-    """The CLI (`argv[2:]`), with the report-only trainable and the timers, writing what they
-    saw to the file `argv[1]` when it ends."""
+    """The CLI (`argv[3:]`), with the report-only trainable and the timers, writing what they
+    saw to the file `argv[1]` when it ends, and Tune's loop under cProfile to the file
+    `argv[2]` unless it is `-`."""
     from xlt_search import cli
     from xlt_search.search import interrupts, ray_instance
     from xlt_search.tracking.delivery import Delivery
@@ -176,11 +179,15 @@ def drive(argv: list[str]) -> int:
         return reason
 
     def timed_fit(tuner: Any) -> Any:
+        profile = cProfile.Profile() if argv[2] != "-" else None
         timings.fit = {"start": time.perf_counter(), "cpu_start": time.process_time()}
         try:
-            return fit(tuner)
+            with profile or contextlib.nullcontext():
+                return fit(tuner)
         finally:
             timings.fit.update(end=time.perf_counter(), cpu_end=time.process_time())
+            if profile is not None:
+                profile.dump_stats(argv[2])
 
     def start_ray_then_swap(target: Any) -> Any:
         ray = start_ray(target)  # Ray is imported no earlier (ray_instance says why)
@@ -195,7 +202,7 @@ def drive(argv: list[str]) -> int:
     Delivery.put, Runs.apply, interrupts.fit = timed_put, timed_apply, timed_fit
     ray_instance.start_ray = start_ray_then_swap
     try:
-        return cli.main(argv[2:])
+        return cli.main(argv[3:])
     finally:
         Path(argv[1]).write_text(json.dumps(vars(timings)))
 
@@ -275,9 +282,11 @@ def search_spec(trials: int, concurrent: int) -> tuple[dict, int]:
     return spec, configurations * seeds
 
 
-def one_search(work: Path, trials: int, concurrent: int, address: str) -> dict[str, float]:
+def one_search(
+    work: Path, trials: int, concurrent: int, address: str, profile: Path | None = None
+) -> dict[str, float]:
     """One search of `trials` on the cluster at `address`, logging to a new MLflow server; its
-    figures."""
+    figures. `profile`: the file for a cProfile of Tune's loop in the driver."""
     from xlt_search.tracking import load_trials
 
     folder = work / f"search-{trials}"
@@ -292,7 +301,7 @@ def one_search(work: Path, trials: int, concurrent: int, address: str) -> dict[s
             spec,
             folder,
             tracking_uri=server.uri,
-            driver=(__file__, "drive", str(timings_file)),
+            driver=(__file__, "drive", str(timings_file), str(profile or "-")),
             options=("--address", address),
             env={"RAY_AUTH_MODE": "token"},
         )
@@ -394,6 +403,9 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=8, help="trials at once")
     parser.add_argument("--cpus-per-node", type=int, default=4, help="Ray's logical CPUs")
     parser.add_argument(
+        "--profile", type=Path, help="write a cProfile of Tune's loop (the largest search's)"
+    )
+    parser.add_argument(
         "--keep", type=Path, help="a new folder (short path) to keep the stores and logs in"
     )
     args = parser.parse_args()
@@ -418,7 +430,12 @@ def main() -> None:
         env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_worker_niceness": "0"}
         with two_node_cluster(work, args.cpus_per_node, env) as address:
             print(f"cluster: 2 nodes at {address}, {args.cpus_per_node} CPUs each")
-            rows = [one_search(work, n, args.concurrent, address) for n in sizes]
+            rows = [
+                one_search(
+                    work, n, args.concurrent, address, args.profile if n == sizes[-1] else None
+                )
+                for n in sizes
+            ]
     print_table(rows)
 
 

@@ -8,6 +8,7 @@ check what their tables must say whatever the machine.
 from __future__ import annotations
 
 import os
+import pstats
 import re
 from pathlib import Path
 
@@ -179,7 +180,10 @@ def test_replays_on_a_landscape_with_nothing_to_find_say_so(tmp_path: Path) -> N
 
 @pytest.mark.e2e  # a two-node Ray cluster and an MLflow server
 def test_orchestration_at_three_sizes(tmp_path: Path) -> None:
-    output = run_benchmark("orchestration.py", tmp_path, "--trials", "12", "--scaling")
+    profile = tmp_path / "loop.prof"
+    output = run_benchmark(
+        "orchestration.py", tmp_path, "--trials", "12", "--scaling", "--profile", str(profile)
+    )
     assert table_row(output, "trials")[1:] == ["3", "6", "12"], output
     assert table_row(output, "trials in MLflow")[1:] == ["3", "6", "12"], output
     calls = [number(cell) for cell in table_row(output, "MLflow callback calls")[1:]]
@@ -192,3 +196,6 @@ def test_orchestration_at_three_sizes(tmp_path: Path) -> None:
     assert all(number(cell) > 0 for cell in table_row(output, "report s")[1:]), output
     assert "from 3 to 12 trials (4x):" in output and "\nfaster than linear: " in output
     assert "goals at 12 trials: driver CPU " in output, output
+    # the largest search's loop under cProfile: Tune's controller stepped in it
+    stepped = [f for f in pstats.Stats(str(profile)).stats if f[2] == "step"]
+    assert any(f[0].endswith("tune_controller.py") for f in stepped), stepped

@@ -1,22 +1,33 @@
 """The guided sampler: which subsets to train next, learned from the trials so far.
 
-A Bayesian linear surrogate of a trial's score over its subset: an intercept, one main effect per
-pool task, one interaction per pair of tasks, and the log of the share of its budget the trial
-had spent when it reported (so a trial ASHA cut early still says what its tasks are worth). With
-a normal-inverse-gamma prior the posterior is exact, and the prior keeps the weights small until
-trials say otherwise (the linear surrogate over subset indicators of Li, Nguyen & Zhang 2023,
-with pairs).
+A Bayesian linear surrogate of a trial's score over its subset, in two readings of the subset
+averaged by how well each explains the trials (their marginal likelihoods):
+
+- `indicators`: one main effect per pool task and one interaction per pair, each worth the same
+  whatever else the subset holds (the linear surrogate over subset indicators of Li, Nguyen &
+  Zhang 2023, with pairs);
+- `mixture`: the same over the subset's proportions, each task 1/|subset| (the share of a fixed
+  budget it trains on) and each pair the product of its two shares: Scheffe's quadratic mixture
+  model, the regression on mixture weights of RegMix (Liu et al. 2024). A task worth much alone
+  is diluted by every task added beside it.
+
+Each reading has an intercept and the log of the share of its budget the trial had spent when
+it reported (so a trial ASHA cut early still says what its tasks are worth). With a
+normal-inverse-gamma prior the posterior and the marginal likelihood are exact, and the prior
+keeps the weights small until trials say otherwise.
 
 The proposer starts with a stratified design (every task as often as the next) of one subset per
 pool task plus one, which any linear model on the main effects needs to be determined; then it
 proposes by Thompson sampling: one draw of the weights from the posterior, every subset of the
-allowed sizes scored at its whole budget, the best not yet proposed taken; every third proposal
-explores instead. A task's contribution is its Shapley value under the surrogate. No Ray here:
+allowed sizes scored at its whole budget by a reading drawn by its posterior probability, the
+best not yet proposed taken; every third proposal explores instead. A task's contribution is its
+Shapley value under the surrogate (the readings' values averaged alike). No Ray here:
 the Tune searcher that drives it is search/guided.py.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -42,6 +53,10 @@ MAX_CANDIDATES = 4096  # subsets scored per proposal; a larger space is sampled 
 # found after a median of 17.5 trials either way).
 EXPLORE_EVERY = 3
 FAMILYWISE_ERROR = 0.05  # the chance that `effects` tells apart any task of no effect
+READINGS = ("indicators", "mixture")
+# Shapley values are sums over every subset of the other tasks up to this pool size; past it,
+# over SHAPLEY_PERMUTATIONS orders of the pool drawn at random (a fixed draw).
+MAX_EXACT_SHAPLEY, SHAPLEY_PERMUTATIONS = 12, 2000
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,7 @@ class Posterior:
     scale: float
     centre: float
     spread: float
+    log_evidence: float  # the marginal likelihood of the standardized scores
 
     @property
     def noise_variance(self) -> float:
@@ -85,20 +101,25 @@ class Posterior:
         return rng.multivariate_normal(self.mean, noise * self.covariance, method="cholesky")
 
 
-def features(chosen: Sequence[Sequence[str]], pool: Sequence[str], share: Sequence[float]):
-    """The surrogate's feature rows: 1, each task's indicator, each pair's, log(budget share)."""
+def features(
+    chosen: Sequence[Sequence[str]],
+    pool: Sequence[str],
+    share: Sequence[float],
+    reading: str = "indicators",
+) -> np.ndarray:
+    """The surrogate's feature rows in `reading`: 1, each task's indicator (or its proportion of
+    the subset), each pair's product, log(budget share)."""
     index = {task: i for i, task in enumerate(pool)}
-    n = len(pool)
-    pairs = _pairs(n)
-    rows = np.zeros((len(chosen), 2 + n + len(pairs)))
-    for row, (subset, spent) in enumerate(zip(chosen, share, strict=True)):
-        z = np.zeros(n)
-        z[[index[t] for t in subset]] = 1.0
-        rows[row, 0] = 1.0
-        rows[row, 1 : 1 + n] = z
-        rows[row, 1 + n : 1 + n + len(pairs)] = [z[i] * z[j] for i, j in pairs]
-        rows[row, -1] = math.log(min(max(spent, 1e-6), 1.0))
-    return rows
+    z = np.zeros((len(chosen), len(pool)))
+    for row, subset in enumerate(chosen):
+        z[row, [index[t] for t in subset]] = 1.0
+    if reading == "mixture":
+        z /= np.maximum(z.sum(axis=1, keepdims=True), 1.0)
+    first, second = np.array(_pairs(len(pool)), dtype=int).reshape(-1, 2).T
+    spent = np.log(np.clip(np.asarray(share, dtype=float).reshape(-1), 1e-6, 1.0))
+    if len(spent) != len(chosen):
+        raise ValueError(f"{len(chosen)} subsets but {len(spent)} budget shares")
+    return np.column_stack([np.ones(len(chosen)), z, z[:, first] * z[:, second], spent])
 
 
 def _pairs(n_tasks: int) -> list[tuple[int, int]]:
@@ -106,28 +127,112 @@ def _pairs(n_tasks: int) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(n_tasks), 2))
 
 
-def prior_variances(n_tasks: int) -> np.ndarray:
-    """The prior variance of each feature's weight, in `features`' order."""
+def prior_variances(n_tasks: int, sizes: Sequence[int], reading: str) -> np.ndarray:
+    """The prior variance of each feature's weight in `reading`, in `features`' order. A mixture
+    feature is smaller than its indicator (1/|subset|, and its square for a pair), so its weight
+    gets the variance that moves a subset's score as much: scaled by the ratio of the indicator's
+    mean square to the proportion's, over the subsets of the allowed sizes."""
     v = PRIOR_VARIANCE
     n_pairs = n_tasks * (n_tasks - 1) // 2
+    main = pair = 1.0
+    if reading == "mixture":
+
+        def ratio(held: int) -> float:
+            holding = [(k, math.comb(n_tasks - held, k - held)) for k in sizes if k >= held]
+            small = sum(c / k ** (2 * held) for k, c in holding)
+            return sum(c for _, c in holding) / small if small else 1.0
+
+        main, pair = ratio(1), ratio(2)
     return np.array(
-        [v["intercept"]] + [v["main"]] * n_tasks + [v["pair"]] * n_pairs + [v["budget"]]
+        [v["intercept"]]
+        + [v["main"] * main] * n_tasks
+        + [v["pair"] * pair] * n_pairs
+        + [v["budget"]]
     )
 
 
-def fit(x: np.ndarray, y: np.ndarray, n_tasks: int) -> Posterior:
-    """The normal-inverse-gamma posterior of the weights given feature rows `x`, scores `y`."""
+def fit(x: np.ndarray, y: np.ndarray, variances: np.ndarray) -> Posterior:
+    """The normal-inverse-gamma posterior of the weights given feature rows `x`, scores `y` and
+    the weights' prior variances."""
     centre = float(y.mean()) if len(y) else 0.0
     spread = float(y.std()) if len(y) > 1 and y.std() > 1e-9 else 1.0
     t = (y - centre) / spread
-    precision0 = np.diag(1.0 / prior_variances(n_tasks))
+    precision0 = np.diag(1.0 / variances)
     precision = precision0 + x.T @ x
     covariance = np.linalg.inv(precision)
     covariance = (covariance + covariance.T) / 2
     mean = covariance @ (x.T @ t)
     shape = PRIOR_SHAPE + len(t) / 2
-    scale = PRIOR_SCALE + 0.5 * float(t @ t - mean @ precision @ mean)
-    return Posterior(mean, covariance, shape, max(scale, 1e-9), centre, spread)
+    scale = max(PRIOR_SCALE + 0.5 * float(t @ t - mean @ precision @ mean), 1e-9)
+    log_evidence = (
+        -len(t) / 2 * math.log(2 * math.pi)
+        + 0.5 * (np.linalg.slogdet(precision0)[1] - np.linalg.slogdet(precision)[1])
+        + PRIOR_SHAPE * math.log(PRIOR_SCALE)
+        - shape * math.log(scale)
+        + math.lgamma(shape)
+        - math.lgamma(PRIOR_SHAPE)
+    )
+    return Posterior(mean, covariance, shape, scale, centre, spread, log_evidence)
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """The readings' posteriors, each with its posterior probability (equal before any trial)."""
+
+    pool: tuple[str, ...]
+    posteriors: dict[str, Posterior]
+    weights: dict[str, float]
+
+    def predict(self, chosen: Sequence[Sequence[str]], share: Sequence[float]) -> list[Prediction]:
+        """The posterior predictive mean and sd of each subset at its budget share: the
+        readings' predictions mixed by their probabilities."""
+        by_reading = {
+            r: p.predict(features(chosen, self.pool, share, r)) for r, p in self.posteriors.items()
+        }
+        return [
+            _mixed([(self.weights[r], by_reading[r][i]) for r in self.posteriors])
+            for i in range(len(chosen))
+        ]
+
+    def draw(self, chosen: Sequence[Sequence[str]], rng: np.random.Generator) -> np.ndarray:
+        """One posterior draw of the subsets' scores at their whole budget: a reading drawn by
+        its probability, then its weights."""
+        reading = READINGS[int(rng.choice(len(READINGS), p=[self.weights[r] for r in READINGS]))]
+        rows = features(chosen, self.pool, [1.0] * len(chosen), reading)
+        return rows @ self.posteriors[reading].draw(rng)
+
+
+def _mixed(parts: list[tuple[float, Prediction]]) -> Prediction:
+    """The mean and sd of a mixture of predictions, each with its weight."""
+    mean = sum(w * p.mean for w, p in parts)
+    second = sum(w * (p.sd**2 + p.mean**2) for w, p in parts)
+    return Prediction(mean, math.sqrt(max(second - mean**2, 0.0)))
+
+
+@functools.cache
+def shapley_rows(n_tasks: int, reading: str) -> np.ndarray:
+    """Row i: the weights' combination that is task i's Shapley value in `reading` (a linear
+    model's Shapley value is linear in its weights), over a pool of `n_tasks`."""
+    pool = tuple(range(n_tasks))
+    rows = np.zeros((n_tasks, 2 + n_tasks + len(_pairs(n_tasks))))
+    if n_tasks <= MAX_EXACT_SHAPLEY:
+        for i in pool:
+            others = [t for t in pool if t != i]
+            without = [s for k in range(n_tasks) for s in itertools.combinations(others, k)]
+            weight = np.array(
+                [math.factorial(len(s)) * math.factorial(n_tasks - len(s) - 1) for s in without]
+            ) / math.factorial(n_tasks)
+            gain = features([(*s, i) for s in without], pool, [1.0] * len(without), reading)
+            gain -= features(without, pool, [1.0] * len(without), reading)
+            rows[i] = weight @ gain
+        return rows
+    rng = np.random.default_rng(0)
+    for _ in range(SHAPLEY_PERMUTATIONS):
+        order = [int(t) for t in rng.permutation(n_tasks)]
+        prefixes = [tuple(order[:k]) for k in range(n_tasks + 1)]
+        x = features(prefixes, pool, [1.0] * len(prefixes), reading)
+        rows[order] += np.diff(x, axis=0)
+    return rows / SHAPLEY_PERMUTATIONS
 
 
 @dataclass(frozen=True)
@@ -180,23 +285,31 @@ class GuidedProposer:
         if math.isfinite(score) and math.isfinite(share) and share > 0:
             self.observed[subsets.subset_key(subset)] = (float(share), float(score))
 
-    def posterior(self) -> Posterior:
+    def surrogate(self) -> Surrogate:
         """The surrogate fitted to the observations so far (the prior if there are none)."""
         keys = list(self.observed)
-        x = features(
-            [subsets.parse_subset_key(k) for k in keys],
-            self.pool,
-            [self.observed[k][0] for k in keys],
-        )
+        chosen = [subsets.parse_subset_key(k) for k in keys]
+        share = [self.observed[k][0] for k in keys]
         y = np.array([self.observed[k][1] for k in keys])
-        return fit(x, y, len(self.pool))
+        posteriors = {
+            r: fit(
+                features(chosen, self.pool, share, r),
+                y,
+                prior_variances(len(self.pool), self.sizes, r),
+            )
+            for r in READINGS
+        }
+        top = max(p.log_evidence for p in posteriors.values())
+        odds = {r: math.exp(p.log_evidence - top) for r, p in posteriors.items()}
+        weights = {r: odds[r] / sum(odds.values()) for r in READINGS}
+        return Surrogate(self.pool, posteriors, weights)
 
     def propose(self) -> tuple[tuple[str, ...], Prediction] | None:
         """The next subset and the surrogate's prediction of it, or None when every subset of the
         allowed sizes has been proposed."""
         if len(self.proposed) >= self.space_size:
             return None
-        posterior = self.posterior()
+        surrogate = self.surrogate()
         step = len(self.proposed)
         rng = np.random.default_rng([self.seed, step])
         if step < len(self.design):
@@ -206,26 +319,28 @@ class GuidedProposer:
             chosen = candidates[int(rng.integers(len(candidates)))]
         else:
             candidates = self._candidates(step)
-            scores = features(candidates, self.pool, [1.0] * len(candidates)) @ posterior.draw(rng)
-            chosen = candidates[int(np.argmax(scores))]
+            chosen = candidates[int(np.argmax(surrogate.draw(candidates, rng)))]
         self.proposed.append(chosen)
-        return chosen, posterior.predict(features([chosen], self.pool, [1.0]))[0]
+        return chosen, surrogate.predict([chosen], [1.0])[0]
 
     def effects(self) -> list[Effect]:
-        """Each task's Shapley value under the surrogate, the largest first: its main effect
-        plus half of each of its pairs' (exact for a model of pairs), with its posterior sd."""
-        posterior, n = self.posterior(), len(self.pool)
-        pairs = _pairs(n)
+        """Each task's Shapley value under the surrogate, the largest first, with its posterior
+        sd: each reading's value (linear in its weights) mixed by the readings' probabilities."""
+        surrogate, n = self.surrogate(), len(self.pool)
         z = NormalDist().inv_cdf(1 - FAMILYWISE_ERROR / (2 * n))
         found = []
         for i, task in enumerate(self.pool):
-            weights = np.zeros(len(posterior.mean))
-            weights[1 + i] = 1.0
-            weights[1 + n : 1 + n + len(pairs)] = [0.5 * (i in pair) for pair in pairs]
-            mean = posterior.spread * float(weights @ posterior.mean)
-            var = posterior.noise_variance * float(weights @ posterior.covariance @ weights)
-            sd = posterior.spread * math.sqrt(var)
-            found.append(Effect(task, mean, sd, abs(mean) > z * sd))
+            parts = []
+            for reading, posterior in surrogate.posteriors.items():
+                row = shapley_rows(n, reading)[i]
+                var = posterior.noise_variance * float(row @ posterior.covariance @ row)
+                shapley = Prediction(
+                    posterior.spread * float(row @ posterior.mean),
+                    posterior.spread * math.sqrt(var),
+                )
+                parts.append((surrogate.weights[reading], shapley))
+            value = _mixed(parts)
+            found.append(Effect(task, value.mean, value.sd, abs(value.mean) > z * value.sd))
         return sorted(found, key=lambda e: -e.mean)
 
     def _candidates(self, step: int) -> list[tuple[str, ...]]:

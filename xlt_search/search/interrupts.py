@@ -11,6 +11,14 @@ or at a second signal, the handler raises KeyboardInterrupt at once, as Python d
 
 Ray starts its own processes (raylet, workers) with SIGINT blocked, so a Ctrl-C that reaches the
 terminal's whole foreground group stops the driver alone, which then stops the trials.
+
+While Ray is imported and started, both signals are held (`held`) and acted on once it has
+started: Ray's Cython module runs code of its own through `PyRun_String` when imported, and a
+KeyboardInterrupt raised inside that code is either swallowed (the Ctrl-C is lost and the search
+runs on) or, even when caught later, marks the interpreter to kill itself with SIGINT at exit, so
+the driver's exit status 130 becomes a death by signal. Starting Ray also installs a SIGTERM
+handler of its own in the driver (at C level, unseen by `signal.getsignal`) that prints a stack and
+aborts; `held` puts the search's handler back.
 """
 
 from __future__ import annotations
@@ -84,12 +92,24 @@ def stop_on_signals(
         raise SearchInterrupted(experiment, *resume_options, restart=restart) from None
 
 
-def after_ray_init() -> None:
-    """Put the search's SIGTERM handler back: starting Ray installs one of its own in the driver
-    (at C level, unseen by `signal.getsignal`), which prints a stack and aborts."""
-    handler = signal.getsignal(signal.SIGINT)
-    if isinstance(handler, _Handler):
-        signal.signal(signal.SIGTERM, handler)
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """SIGINT and SIGTERM held for the block (Ray's import and start), then acted on: the first
+    that came is raised again once the handlers from before the block are back in place."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    held_now = [signum for signum, old in previous.items() if old is not None]
+    if threading.current_thread() is not threading.main_thread():
+        held_now = []  # only the main thread sets handlers, and Python runs them there alone
+    came: list[int] = []
+    for signum in held_now:
+        signal.signal(signum, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for signum in held_now:
+            signal.signal(signum, previous[signum])
+        if came:
+            signal.raise_signal(came[0])
 
 
 def fit(tuner: Any) -> Any:

@@ -93,20 +93,20 @@ def start_ray(target: RayTarget) -> Any:
     if target.local or _is_loopback(target):
         # A loopback cluster's address stays 127.0.0.1 too: Ray would dial the interface.
         os.environ[SINGLE_NODE_ENV] = "0"
-    import ray
-
     # Every report checkpoints (one checkpoint per trial, so a trial resumes mid-phase), which
     # forces Tune to snapshot its state as often; its warning about that is the design, not news.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return ray
-    try:
-        ray.init(address=target.address, log_to_driver=False, configure_logging=False)
-    except Exception as error:
-        with contextlib.suppress(Exception):
-            ray.shutdown()  # what it had started of a local instance
-        raise startup_error(target, error) from error
-    interrupts.after_ray_init()
+    with interrupts.held():  # a Ctrl-C stops the search once Ray has started (interrupts says why)
+        import ray
+
+        if ray.is_initialized():
+            return ray
+        try:
+            ray.init(address=target.address, log_to_driver=False, configure_logging=False)
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # what it had started of a local instance
+            raise startup_error(target, error) from error
     print(describe(ray, target), flush=True)
     return ray
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from processes import run_cli
+from processes import CLI, run_cli
 from search_specs import search_spec, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +114,18 @@ def test_tasks_lists_the_registry(tmp_path: Path) -> None:
     for key, task in REGISTRY.items():
         assert rows[key][1:4] == [task.kind, task.metric, task.origin or "(your"], key
     assert "en,ar,bg,de,el,es,fr,hi,ru,sw,th,tr,ur,vi,zh" in " ".join(rows["xnli"])
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `xlt-search tasks | head`: the reader has gone before the command writes (closed first)
+    reader, writer = os.pipe()
+    os.close(reader)
+    with os.fdopen(writer, "wb") as pipe:
+        done = subprocess.run(
+            [*CLI, "tasks"], cwd=tmp_path, stdout=pipe, stderr=subprocess.PIPE, timeout=120
+        )
+    assert done.returncode == 141, done.stderr.decode()
+    assert done.stderr.decode() == ""
 
 
 def test_tasks_shows_one_declaration_and_a_specs_own_tasks(tmp_path: Path) -> None:

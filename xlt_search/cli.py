@@ -3,7 +3,8 @@ export a trial's models, sync its logs, list the tasks, build an encoder over a 
 
 Bad input ends with one line on stderr and exit status 2; --debug shows the traceback instead.
 A search stopped by Ctrl-C (SIGINT) or SIGTERM ends with one line that says how to continue it,
-and exit status 130.
+and exit status 130. Output into a pipe whose reader has gone (`xlt-search tasks | head`) ends the
+command quietly with 141, as a shell reports a command that SIGPIPE ended.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from xlt_search.search import RunOptions
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a command other than a search's
         print("xlt-search: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        if args.debug:
+            raise
+        # Python flushes stdout again at exit: into /dev/null, so that it says nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as error:
         if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

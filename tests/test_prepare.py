@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TOY_WORDS, ToyWorld, fill, toy_word
-from processes import run_cli
+from processes import free_port, run_cli
 from search_specs import search_spec, write_spec
 
 from xlt_search.synthetic.encoder import save_encoder
@@ -252,6 +252,29 @@ def test_bad_input_stops_prepare_and_run_before_ray_in_one_line(
         result = xlt(*command, str(spec), work=tmp_path)
         assert one_error_line(result).startswith(expected), (command, result.stderr)
         assert_nothing_started(tmp_path)
+
+
+def test_a_hub_model_out_of_reach_is_one_line_at_once(toy_world: ToyWorld, tmp_path: Path) -> None:
+    # online mode, an empty cache, and a hub that does not answer: a closed port on loopback
+    hub = {
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+    }
+    spec = write_spec(tmp_path, toy_spec(toy_world, tmp_path, "FacebookAI/xlm-roberta-base"))
+    expected = (
+        "model FacebookAI/xlm-roberta-base: not in this machine's Hugging Face cache "
+        f"({tmp_path}/hf/hub) and the hub at {hub['HF_ENDPOINT']} does not answer ("
+    )
+    line = one_error_line(xlt("prepare", str(spec), work=tmp_path, env=hub))
+    assert line.startswith(f"xlt-search: error: {expected}")
+    assert_nothing_started(tmp_path)
+    # the dry run prints its plan, and says why its bill is not priced
+    dry = xlt("run", str(spec), "--dry-run", work=tmp_path, env=hub)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert f"bill        not priced: {expected}" in dry.stdout
+    assert "Retrying" not in dry.stderr + dry.stdout  # the libraries' retries never began
+    assert_nothing_started(tmp_path)
 
 
 def test_the_tracking_uri_from_the_environment_is_checked_before_anything(

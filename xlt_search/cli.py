@@ -24,8 +24,7 @@ from xlt_search.search import EXIT_INTERRUPTED, STATUS_EVERY_S, stop_on_signals
 if TYPE_CHECKING:
     from xlt_search.search import RunOptions
 
-EXIT_USER_ERROR = 2
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+EXIT_USER_ERROR, EXIT_BROKEN_PIPE = 2, 141  # the second: 128 + SIGPIPE, as a shell reports it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,15 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a command other than a search's
         print("xlt-search: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        if args.debug:
-            raise
-        # Python flushes stdout again at exit: into /dev/null, so that it says nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
     except OSError as error:
-        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EPIPE):
             raise
+        if error.errno == errno.EPIPE:  # stdout's reader has gone; Python flushes it at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
         where = f" writing {error.filename}" if error.filename else ""
         print(
             f"xlt-search: error: the disk is full{where} ({error.strerror}); free some space, "
@@ -317,8 +313,6 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    import os
-
     from xlt_search import tracking
     from xlt_search.listing import print_table, search_rows
 

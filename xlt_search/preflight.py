@@ -2,12 +2,15 @@
 task's declaration. Each failure is one `UserError` line that names the fix.
 
 `check_model` is cheap without `load` (`xlt-search run --dry-run`: a local folder exists and holds a
-model's files); with it, the folder's config is read, and a synthetic model is generated.
+model's files); with it, the folder's config is read, a synthetic model is generated, and a hub id
+this machine's Hugging Face cache lacks needs the hub to answer (`check_hub_model`).
 """
 
 from __future__ import annotations
 
 import re
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,7 @@ TOKENIZER_FILES = (
     "vocab.json",
     "tokenizer.model",
 )
+HUB_CONNECT_TIMEOUT_S = 5.0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _MAKE_ONE = (
     "point model at a folder written by save_pretrained (config.json, the weights and the "
@@ -60,6 +64,8 @@ def check_model(name: str, *, load: bool = False) -> str:
     folder = Path(name).expanduser()
     if not folder.exists():
         if _HUB_ID.match(name) and "--" not in name and ".." not in name:
+            if load:
+                check_hub_model(name)
             return name
         raise UserError(f"model: the folder {folder.absolute()} does not exist; {_MAKE_ONE}")
     if not folder.is_dir():
@@ -89,6 +95,27 @@ def check_model(name: str, *, load: bool = False) -> str:
                 f"model: {folder / CONFIG_FILE} cannot be read ({detail}); {_MAKE_ONE}"
             ) from None
     return str(folder)
+
+
+def check_hub_model(name: str) -> None:
+    """Refuse, in one line, a hub model this machine's cache lacks when the hub does not answer
+    within HUB_CONNECT_TIMEOUT_S: the libraries would retry each file for about 25 s first. With
+    HF_HUB_OFFLINE set, the cache alone is asked, and loading says what it lacks."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(name, CONFIG_FILE), str):
+        return
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=HUB_CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UserError(
+            f"model {name}: not in this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            f"and the hub at {constants.ENDPOINT} does not answer ({error.strerror or error}); "
+            f"download it where the hub answers (`hf download {name}`, then copy HF_HOME here), "
+            "or point model at a folder save_pretrained wrote"
+        ) from None
 
 
 def check_labels(task: Task, dataset: datasets.Dataset, key: str) -> None:

@@ -143,12 +143,11 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
     unknown tokens; a split that is mostly unknown tokens stops the search unless the spec sets
     `data.allow_unknown_tokens`. Returns the model, the prepared data and the coverage.
     """
-    from xlt_search import preflight, tracking
+    from xlt_search import tracking
     from xlt_search.data import coverage
 
     tracking.check_tracking_uri(spec.tracking_uri)
     checks.check_storage(spec)
-    preflight.check_model(spec.model, load=True)
     model, data = prepare_search_data(spec)
     measured = coverage.load(data)
     print(coverage.table(measured, spec.known_languages, spec.data.max_seq_length))
@@ -158,15 +157,16 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
 
 
 def prepare_search_data(spec: SearchSpec, cached_only: bool = False) -> tuple[str, PreparedData]:
-    """The model's local folder (or hub id), and every split the search reads, tokenized once.
+    """The model's local folder (or hub id), checked (`preflight.check_model`), and every split
+    the search reads, tokenized once.
 
     With `cached_only`, quietly: the splits already in the cache, nothing loaded or tokenized.
     """
+    from xlt_search import preflight
     from xlt_search.data import augmented, prepare_data
-    from xlt_search.synthetic import resolve_model
     from xlt_search.trial import required_splits
 
-    model = resolve_model(spec.model)
+    model = preflight.check_model(spec.model, load=True)
     if not cached_only:
         print(
             f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks"

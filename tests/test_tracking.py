@@ -229,6 +229,15 @@ def test_load_trials_at_a_step_reads_every_trial_as_it_was_there(uri: str) -> No
     assert at_50["budget_steps"].isna().all() and at_50["score"].isna().all()  # none reported
 
 
+def test_load_trials_at_a_step_reads_only_the_metrics_it_is_given(uri: str) -> None:
+    log_search(uri)
+    at_200 = load_trials("exp", uri, at_step=200, keys=("score", "budget_steps", "lang."))
+    assert "final" not in at_200.columns  # every trial logged it: it was not read
+    at_200 = at_200.set_index("trial_id")
+    assert at_200.loc["t1", ["score", "budget_steps"]].tolist() == [0.5, 200]
+    assert at_200.loc["t2", ["score", "lang.nli.xf1"]].tolist() == [0.3, 0.2]
+
+
 def test_load_trials_takes_the_newest_search_or_the_one_named(uri: str) -> None:
     first = log_search(uri, name="first")
     time.sleep(0.01)  # start times are in milliseconds

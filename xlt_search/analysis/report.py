@@ -30,6 +30,7 @@ from xlt_search.analysis.best import BestConfiguration, best_configuration, pare
 from xlt_search.analysis.chance import LearningCheck
 from xlt_search.analysis.robustness import Robustness
 from xlt_search.analysis.summary import GAINS_NAME, GAINS_PNG, SEED_VARIANCE_NAME
+from xlt_search.names import BUDGET_STEPS, SCORE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 SUMMARY_NAME = "summary.md"
 CONTRIBUTIONS_NAME = "contributions.csv"
 CONTRIBUTIONS_PNG = "contributions.png"
+# What the trials read at ASHA's rung feed (contributions, language gains, rank agreement): the
+# score, each target's, each language's; each other metric would cost a request per trial.
+AT_RUNG_METRICS = (SCORE, BUDGET_STEPS, f"{SCORE}.", "lang.")
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,9 @@ def write_report(
     read_at = int(reached.min()) if len(reached) and (reached > reached.min()).any() else None
     if read_at is not None:
         progress(f"report: reading every trial at budget_steps {read_at}, the last all reached")
-        at_rung = tracking.load_trials(spec.experiment, tracking_uri, parent_run_id, read_at)
+        at_rung = tracking.load_trials(
+            spec.experiment, tracking_uri, parent_run_id, read_at, AT_RUNG_METRICS
+        )
     else:
         at_rung = trials
     final = read_at is None  # the baseline's score compares with the others' only at the end

@@ -63,6 +63,7 @@ def load_trials(
     tracking_uri: str | None = None,
     parent_run_id: str | None = None,
     at_step: int | None = None,
+    keys: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """The trials of a search, one row per child run, from MLflow.
 
@@ -70,7 +71,8 @@ def load_trials(
     of TRIAL_COLUMNS (`score` and `budget_steps` are the last values reported, or with `at_step`
     the last reported at a budget_steps of at most `at_step`, every metric alike), then every
     other metric, then every other param (`use.<task>` as booleans, numbers as numbers). Rows are
-    sorted by `n_tasks`, then `tasks`.
+    sorted by `n_tasks`, then `tasks`. With `at_step`, `keys` (names, or prefixes that end in
+    ".") names the only metrics read: each costs a request per run that went past the step.
     """
     import pandas as pd
 
@@ -83,7 +85,7 @@ def load_trials(
         rows = [_trial_row(run) for run in runs]
     else:  # a request per metric of each run that went past it: several at once
         with ThreadPoolExecutor(HISTORY_REQUESTS_AT_ONCE) as pool:
-            at = pool.map(lambda run: _metrics_at(client, run, at_step), runs)
+            at = pool.map(lambda run: _metrics_at(client, run, at_step, keys), runs)
             rows = [_trial_row(run, metrics) for run, metrics in zip(runs, at, strict=True)]
     table = pd.DataFrame(rows)
     for column in TRIAL_COLUMNS:
@@ -283,15 +285,22 @@ def mark_search(
         client.log_metric(parent_run_id, key, float(value), step=0)
 
 
-def _metrics_at(client: MlflowClient, run: Run, step: int) -> dict[str, float]:
-    """Each of the run's metrics as last reported at a step of at most `step` (left out if none
-    was)."""
+def _metrics_at(
+    client: MlflowClient, run: Run, step: int, keys: tuple[str, ...] | None
+) -> dict[str, float]:
+    """Each of the run's metrics (those `keys` names, or all) as last reported at a step of at
+    most `step` (left out if none was)."""
+    wanted = [
+        key
+        for key in run.data.metrics
+        if keys is None or key in keys or key.startswith(tuple(k for k in keys if k[-1] == "."))
+    ]
     # Every report logs budget_steps at its own step: a run that never reported past `step`
     # has its last values there, and needs no history (a request per metric).
     if run.data.metrics.get(BUDGET_STEPS, math.inf) <= step:
-        return dict(run.data.metrics)
+        return {key: run.data.metrics[key] for key in wanted}
     found = {}
-    for key in run.data.metrics:
+    for key in wanted:
         history = [m for m in client.get_metric_history(run.info.run_id, key) if m.step <= step]
         if history:
             found[key] = max(history, key=lambda m: (m.step, m.timestamp)).value

@@ -178,6 +178,17 @@ def test_replays_on_a_landscape_with_nothing_to_find_say_so(tmp_path: Path) -> N
     assert "warning: the task ranking is not resolved: " in output, output
 
 
+def test_task_priors(tmp_path: Path) -> None:
+    table = BENCHMARKS / "tables" / "exhaustive_6.csv"
+    tiny = ["--seeds", "1", "--batches", "1", "--warmup-steps", "4", "--eval-batches", "1"]
+    output = run_benchmark("task_priors.py", tmp_path, str(table), *tiny, "--lookahead-steps", "1")
+    assert "table's exact Shapley values: syn_pole_tags +0.0480, " in output, output
+    for prior in ("gradient", "lookahead"):
+        summary = output.split(f"\n{prior}  |  mean of 1 seeds  |  ")[1].splitlines()[0]
+        rhos = [float(r) for r in summary.split(": ")[1].split("  |")[0].split(" / ")]
+        assert len(rhos) == 3 and all(-1 <= r <= 1 for r in rhos), summary  # 2 targets, mean
+
+
 @pytest.mark.e2e  # a two-node Ray cluster and an MLflow server
 def test_orchestration_at_three_sizes(tmp_path: Path) -> None:
     profile = tmp_path / "loop.prof"

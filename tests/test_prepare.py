@@ -276,6 +276,20 @@ def test_a_hub_model_out_of_reach_is_one_line_at_once(toy_world: ToyWorld, tmp_p
     assert "Retrying" not in dry.stderr + dry.stdout  # the libraries' retries never began
     assert_nothing_started(tmp_path)
 
+    # the same model in this machine's cache, in the hub's layout: read from there, no retries
+    model = tmp_path / "hf" / "hub" / "models--FacebookAI--xlm-roberta-base"
+    shutil.copytree(toy_world.encoder, model / "snapshots" / "0123abc")
+    (model / "refs").mkdir()
+    (model / "refs" / "main").write_text("0123abc")
+    result = xlt("prepare", str(spec), work=tmp_path, env=hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        f"xlt-search: warning: the hub at {hub['HF_ENDPOINT']} does not answer (Connection "
+        "refused): the model and the hub's datasets are read from this machine's cache "
+        "(HF_HUB_OFFLINE=1)"
+    ) in result.stderr
+    assert "Retrying" not in result.stderr and "thrown" not in result.stderr, result.stderr
+
 
 def test_the_tracking_uri_from_the_environment_is_checked_before_anything(
     toy_world: ToyWorld, tmp_path: Path

@@ -2,14 +2,17 @@
 task's declaration. Each failure is one `UserError` line that names the fix.
 
 `check_model` is cheap without `load` (`xlt-search run --dry-run`: a local folder exists and holds a
-model's files); with it, the folder's config is read, a synthetic model is generated, and a hub id
-this machine's Hugging Face cache lacks needs the hub to answer (`check_hub_model`).
+model's files; a hub id is checked against the hub and this machine's Hugging Face cache,
+`check_hub_model`); with it, the folder's config is read and a synthetic model is generated.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import socket
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,8 +67,7 @@ def check_model(name: str, *, load: bool = False) -> str:
     folder = Path(name).expanduser()
     if not folder.exists():
         if _HUB_ID.match(name) and "--" not in name and ".." not in name:
-            if load:
-                check_hub_model(name)
+            check_hub_model(name, required=load)
             return name
         raise UserError(f"model: the folder {folder.absolute()} does not exist; {_MAKE_ONE}")
     if not folder.is_dir():
@@ -97,25 +99,61 @@ def check_model(name: str, *, load: bool = False) -> str:
     return str(folder)
 
 
-def check_hub_model(name: str) -> None:
-    """Refuse, in one line, a hub model this machine's cache lacks when the hub does not answer
-    within HUB_CONNECT_TIMEOUT_S: the libraries would retry each file for about 25 s first. With
-    HF_HUB_OFFLINE set, the cache alone is asked, and loading says what it lacks."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(name, CONFIG_FILE), str):
+@functools.cache  # once a process: the first call comes before the hub's libraries are imported
+def check_hub_model(name: str, required: bool = True) -> None:
+    """A hub model when the hub does not answer within HUB_CONNECT_TIMEOUT_S: one in this
+    machine's cache switches the search to the cache alone (HF_HUB_OFFLINE=1, which Ray's
+    workers inherit), one that is not is refused in one line when `required` (a dry run prints
+    its plan first). The libraries would otherwise retry
+    every file they look for, about 25 s each, before falling back to the cache or failing: 144 s
+    for a cached model's config and tokenizer. With HF_HUB_OFFLINE set, nothing is asked."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         return
-    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    parts = urllib.parse.urlsplit(endpoint)
     try:
-        socket.create_connection((endpoint.hostname, port), timeout=HUB_CONNECT_TIMEOUT_S).close()
+        socket.create_connection(
+            (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+            timeout=HUB_CONNECT_TIMEOUT_S,
+        ).close()
+        return
     except OSError as error:
+        reason = error.strerror or str(error)
+    cache = _hub_cache()
+    if not _cached(cache, name):
+        if not required:
+            return
         raise UserError(
-            f"model {name}: not in this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
-            f"and the hub at {constants.ENDPOINT} does not answer ({error.strerror or error}); "
-            f"download it where the hub answers (`hf download {name}`, then copy HF_HOME here), "
-            "or point model at a folder save_pretrained wrote"
-        ) from None
+            f"model {name}: not in this machine's Hugging Face cache ({cache}) and the hub at "
+            f"{endpoint} does not answer ({reason}); download it where the hub answers "
+            f"(`hf download {name}`, then copy HF_HOME here), or point model at a folder "
+            "save_pretrained wrote"
+        )
+    os.environ["HF_HUB_OFFLINE"] = "1"  # read by the libraries when imported: none is yet
+    print(
+        f"xlt-search: warning: the hub at {endpoint} does not answer ({reason}): the model and "
+        "the hub's datasets are read from this machine's cache (HF_HUB_OFFLINE=1)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _hub_cache() -> Path:
+    """The hub's cache folder, from the variables huggingface_hub reads when it is imported (not
+    imported here: HF_HUB_OFFLINE may have to be set first)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("HF_HOME") or Path(cache_home) / "huggingface").expanduser() / "hub"
+
+
+def _cached(cache: Path, name: str) -> bool:
+    """Whether the cache holds a snapshot of the model's main revision with its config."""
+    folder = cache / f"models--{name.replace('/', '--')}"
+    ref = folder / "refs" / "main"
+    return (
+        ref.is_file() and (folder / "snapshots" / ref.read_text().strip() / CONFIG_FILE).is_file()
+    )
 
 
 def check_labels(task: Task, dataset: datasets.Dataset, key: str) -> None:

@@ -368,11 +368,11 @@ def split_tokens(folder: str | Path) -> SplitTokens:
 def read_counts(spec: SearchSpec) -> tuple[ModelShape, Counts]:
     """The model's shape (its config) and the token counts of every split the bill reads that is
     in the data cache; nothing is tokenized (`prepare_search_data`'s `cached_only`)."""
-    from transformers import AutoConfig
-
     from xlt_search.search.driver import prepare_search_data
 
-    model, data = prepare_search_data(spec, cached_only=True)
+    model, data = prepare_search_data(spec, cached_only=True)  # imports the hub's libraries
+    from transformers import AutoConfig
+
     shape = ModelShape.from_config(AutoConfig.from_pretrained(model).to_dict())
     needed = [f"{key}/train/en" for key in spec.pool]
     for target in spec.fine_tuned_targets:

@@ -42,13 +42,14 @@ def run_search(spec: SearchSpec, spec_text: str, options: RunOptions | None = No
     Returns the folder with the search's results (the scaling curve's CSV and PNG among them).
     """
     from xlt_search import tracking
-    from xlt_search.analysis import chance
-    from xlt_search.data import coverage, mixing
 
     options = options or RunOptions()
     plan = make_plan(spec)
     target = ray_instance.ray_target(options.address)  # a cluster that does not answer: now
     model, data, measured = prepare_search(spec)  # the tracking URI is its first check
+    from xlt_search.analysis import chance  # after the model's check: they import the hub's
+    from xlt_search.data import coverage, mixing  # libraries (preflight.check_hub_model)
+
     levels = chance.chance_levels(data, {t.task: t.languages for t in target_configs(spec)})
     ray = ray_instance.start_ray(target)
     checks.check_resources(spec, ray.cluster_resources())
@@ -91,7 +92,7 @@ def resume_search(
     from their checkpoints, the searcher's state comes back, and MLflow's runs are reused."""
     import yaml
 
-    from xlt_search import tracking
+    from xlt_search import preflight, tracking
     from xlt_search.spec import parse_spec
 
     options = options or RunOptions()
@@ -99,6 +100,7 @@ def resume_search(
     tracking.check_tracking_uri(tracking_uri)
     found = tracking.find_search(experiment, tracking_uri, run_id)
     spec = parse_spec(yaml.safe_load(found.spec_text))
+    preflight.check_model(spec.model)  # before anything imports the hub's libraries
     # The logged spec's own URI has its password masked: the store the search was found in has it.
     if spec.tracking_uri in (None, tracking.masked(found.tracking_uri)) or tracking_uri:
         spec = dataclasses.replace(
@@ -144,11 +146,12 @@ def prepare_search(spec: SearchSpec) -> tuple[str, PreparedData, dict[str, Split
     `data.allow_unknown_tokens`. Returns the model, the prepared data and the coverage.
     """
     from xlt_search import tracking
-    from xlt_search.data import coverage
 
     tracking.check_tracking_uri(spec.tracking_uri)
     checks.check_storage(spec)
     model, data = prepare_search_data(spec)
+    from xlt_search.data import coverage  # after the model's check, as in prepare_search_data
+
     measured = coverage.load(data)
     print(coverage.table(measured, spec.known_languages, spec.data.max_seq_length))
     for line in coverage.check(measured, spec.model, spec.data.allow_unknown_tokens):
@@ -163,10 +166,11 @@ def prepare_search_data(spec: SearchSpec, cached_only: bool = False) -> tuple[st
     With `cached_only`, quietly: the splits already in the cache, nothing loaded or tokenized.
     """
     from xlt_search import preflight
+
+    model = preflight.check_model(spec.model, load=True)  # before the libraries of the hub
     from xlt_search.data import augmented, prepare_data
     from xlt_search.trial import required_splits
 
-    model = preflight.check_model(spec.model, load=True)
     if not cached_only:
         print(
             f"preparing data for {len(spec.pool)} intermediate and {len(spec.targets)} target tasks"

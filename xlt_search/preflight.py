@@ -99,26 +99,20 @@ def check_model(name: str, *, load: bool = False) -> str:
     return str(folder)
 
 
-@functools.cache  # once a process: the first call comes before the hub's libraries are imported
 def check_hub_model(name: str, required: bool = True) -> None:
     """A hub model when the hub does not answer within HUB_CONNECT_TIMEOUT_S: one in this
     machine's cache switches the search to the cache alone (HF_HUB_OFFLINE=1, which Ray's
     workers inherit), one that is not is refused in one line when `required` (a dry run prints
-    its plan first). The libraries would otherwise retry
-    every file they look for, about 25 s each, before falling back to the cache or failing: 144 s
-    for a cached model's config and tokenizer. With HF_HUB_OFFLINE set, nothing is asked."""
+    its plan first). The libraries would otherwise retry every file they look for, about 25 s
+    each, before falling back to the cache or failing: 144 s for a cached model's config and
+    tokenizer. With HF_HUB_OFFLINE set, nothing is asked. The first call of a command comes
+    before the hub's libraries are imported: they read HF_HUB_OFFLINE then."""
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         return
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    parts = urllib.parse.urlsplit(endpoint)
-    try:
-        socket.create_connection(
-            (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
-            timeout=HUB_CONNECT_TIMEOUT_S,
-        ).close()
+    reason = _unanswered(endpoint)
+    if reason is None:
         return
-    except OSError as error:
-        reason = error.strerror or str(error)
     cache = _hub_cache()
     if not _cached(cache, name):
         if not required:
@@ -136,6 +130,20 @@ def check_hub_model(name: str, required: bool = True) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+@functools.cache  # asked once a process: a command checks its model more than once
+def _unanswered(endpoint: str) -> str | None:
+    """Why the hub at `endpoint` does not take a connection, or None when it does."""
+    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection(
+            (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+            timeout=HUB_CONNECT_TIMEOUT_S,
+        ).close()
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def _hub_cache() -> Path:

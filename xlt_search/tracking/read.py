@@ -290,11 +290,8 @@ def _metrics_at(
 ) -> dict[str, float]:
     """Each of the run's metrics (those `keys` names, or all) as last reported at a step of at
     most `step` (left out if none was)."""
-    wanted = [
-        key
-        for key in run.data.metrics
-        if keys is None or key in keys or key.startswith(tuple(k for k in keys if k[-1] == "."))
-    ]
+    prefixes = tuple(k for k in keys or () if k.endswith("."))
+    wanted = [k for k in run.data.metrics if keys is None or k in keys or k.startswith(prefixes)]
     # Every report logs budget_steps at its own step: a run that never reported past `step`
     # has its last values there, and needs no history (a request per metric).
     if run.data.metrics.get(BUDGET_STEPS, math.inf) <= step:
